@@ -1,0 +1,156 @@
+"""The one interface every backend implements, and the registry that finds them lazily.
+
+A backend turns :class:`~mede2_plugin.client.config.ChatRequest` objects into
+:class:`Completion` objects. It does *not* cache, pace, retry at the item level, account cost or
+write outputs: :func:`mede2_plugin.client.run_batch` does all of that for every backend.
+
+What a backend must provide (subclass :class:`BaseBackend`, which fills in the defaults):
+
+* ``__init__(self, config: BackendConfig)`` - build clients/engines. Read the API key from
+  ``os.environ[config.api_key_env]`` here and keep it only inside the SDK client; never put it in
+  a Completion, an error message or a log line.
+* ``batched`` (class attribute):
+    - ``False`` (API backends: openai, gemini): ``run_batch`` calls ``await agenerate(request)``
+      for each request, at most ``config.concurrency`` at once, under the rpm/tpm limits. Retries
+      on 429/5xx/timeouts belong to the SDK, configured from ``config.max_retries`` and
+      ``config.timeout_s``; a call that still fails raises, and the item gets an ``error``.
+    - ``True`` (in-process engines: vllm, local): ``run_batch`` hands chunks of up to
+      ``config.batch_size`` requests to ``generate_batch(requests)`` in a worker thread, one chunk
+      at a time, and writes each chunk's results as soon as it returns. Return one entry per
+      request, in order: a :class:`Completion`, or an exception instance for a request that failed
+      (the others still count). Raising fails the whole chunk.
+* ``priced`` (class attribute): ``True`` when calls cost money (API backends); ``False`` gives
+  cost 0.0 for in-process engines unless a price is configured for the model.
+* ``aclose()`` / ``close()`` - release clients/engines; ``run_batch`` awaits ``aclose()`` at the
+  end of a batch it built the backend for (the default calls ``close()``). API clients bound to an
+  event loop should be made lazily per running loop, since each ``run_batch`` runs its own loop.
+
+Samples: return ``request.n`` samples per request (an engine's native ``n`` or repeated
+sampling). ``Sample.reasoning`` is the separate reasoning text when the server returns one
+(OpenAI-compatible ``reasoning_content``, Gemini thought parts), else None.
+
+Images: request messages carry OpenAI ``image_url`` parts whose URL is a data URL, an http(s)
+URL, a ``file://`` URI or a plain local path. Use :mod:`mede2_plugin.client.images`
+(``load_image``, ``to_data_url``, ``to_pil``, ``split_messages``) to turn them into the
+backend's own form.
+
+Registry: :data:`BACKENDS` maps a backend name to ``"module:Class"``, imported only when used, so
+``vllm`` or ``llamafactory`` are needed only by the backends that use them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from mede2_plugin.client.config import BackendConfig, ChatRequest
+
+BACKENDS: dict[str, str] = {
+    "openai": "mede2_plugin.client.backends.openai_backend:OpenAIBackend",
+    "gemini": "mede2_plugin.client.backends.gemini_backend:GeminiBackend",
+    "vllm": "mede2_plugin.client.backends.vllm_backend:VLLMBackend",
+    "local": "mede2_plugin.client.backends.local_backend:LocalBackend",
+}
+
+
+@dataclass
+class Sample:
+    """One generated answer.
+
+    Attributes:
+        text: the answer text (for JSON output: the JSON string).
+        reasoning: separate reasoning text when the backend returns one, else None.
+        finish_reason: why generation stopped (``stop``, ``length``, ...), when known.
+    """
+
+    text: str
+    reasoning: str | None = None
+    finish_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "reasoning": self.reasoning, "finish_reason": self.finish_reason}
+
+
+@dataclass
+class Completion:
+    """All samples of one request and the tokens it used (summed over samples)."""
+
+    samples: list[Sample] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class BackendError(RuntimeError):
+    """A call that failed for a reason worth one clear line in the item's ``error`` field."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What :func:`run_batch` needs from a backend (see the module docstring)."""
+
+    name: ClassVar[str]
+    batched: ClassVar[bool]
+    priced: ClassVar[bool]
+
+    async def agenerate(self, request: "ChatRequest") -> Completion: ...
+
+    def generate_batch(self, requests: Sequence["ChatRequest"]) -> list[Completion | BaseException]: ...
+
+    def close(self) -> None: ...
+
+
+class BaseBackend:
+    """Defaults: a batched backend gets ``agenerate`` for free and vice versa."""
+
+    name: ClassVar[str] = "base"
+    batched: ClassVar[bool] = False
+    priced: ClassVar[bool] = True
+
+    def __init__(self, config: "BackendConfig") -> None:
+        self.config = config
+
+    async def agenerate(self, request: "ChatRequest") -> Completion:
+        if type(self).generate_batch is BaseBackend.generate_batch:
+            raise NotImplementedError(f"{type(self).__name__} implements neither agenerate nor generate_batch")
+        (result,) = await asyncio.to_thread(self.generate_batch, [request])
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def generate_batch(self, requests: Sequence["ChatRequest"]) -> list[Completion | BaseException]:
+        if type(self).agenerate is BaseBackend.agenerate:
+            raise NotImplementedError(f"{type(self).__name__} implements neither agenerate nor generate_batch")
+
+        async def run_all() -> list[Completion | BaseException]:
+            return await asyncio.gather(*(self.agenerate(r) for r in requests), return_exceptions=True)
+
+        return asyncio.run(run_all())
+
+    def close(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        self.close()
+
+
+def backend_class(name: str) -> type:
+    """The backend class registered under ``name``, imported now."""
+    try:
+        spec = BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}") from None
+    module_name, class_name = spec.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ImportError(f"backend {name!r} needs a package that is not installed: {err}") from err
+    return getattr(module, class_name)
+
+
+def create_backend(config: "BackendConfig") -> Backend:
+    """Instantiate the backend ``config.backend`` names."""
+    return backend_class(config.backend)(config)

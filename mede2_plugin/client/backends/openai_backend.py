@@ -1,0 +1,128 @@
+"""Any OpenAI-compatible server through the ``openai`` SDK.
+
+vLLM's ``vllm serve``, SGLang, ``llamafactory-cli api``, OpenAI, DeepSeek and Gemini's OpenAI
+endpoint all speak this. Retries on 408/409/429/5xx, connection errors and timeouts are the SDK's
+own (``max_retries``; exponential backoff with jitter; Retry-After honoured up to two minutes).
+Local images become data URLs. ``reasoning_content`` (or ``reasoning``) is read when the server
+returns it. When a server returns fewer than ``n`` choices, the missing samples are asked for again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+from typing import Any
+
+import openai
+
+from mede2_plugin.client.backends.base import BackendError, BaseBackend, Completion, Sample
+from mede2_plugin.client.config import BackendConfig, ChatRequest
+from mede2_plugin.client.images import has_local_images, map_image_urls, to_data_url
+
+PLACEHOLDER_KEY = "EMPTY"  # what local servers without auth accept
+
+
+def api_key_from_env(config: BackendConfig, required: bool) -> str | None:
+    """The API key from ``config.api_key_env``; an error naming the variable when required."""
+    key = os.environ.get(config.api_key_env or "") if config.api_key_env else None
+    if not key and required:
+        raise BackendError(f"set the environment variable {config.api_key_env} to the API key "
+                           f"of backend {config.backend!r}")
+    return key or None
+
+
+def response_format(schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    if schema is None:
+        return None
+    return {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
+
+
+def _reasoning(message: Any) -> str | None:
+    for name in ("reasoning_content", "reasoning"):
+        value = getattr(message, name, None)
+        if value is None and getattr(message, "model_extra", None):
+            value = message.model_extra.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+class OpenAIBackend(BaseBackend):
+    name = "openai"
+    batched = False
+    priced = True
+
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)
+        self._api_key = api_key_from_env(config, required=config.base_url is None) or PLACEHOLDER_KEY
+        self._client: openai.AsyncOpenAI | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def client(self) -> openai.AsyncOpenAI:
+        """The SDK client of the running event loop (a new loop gets a new client)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client = openai.AsyncOpenAI(api_key=self._api_key, base_url=self.config.base_url,
+                                              max_retries=self.config.max_retries,
+                                              timeout=self.config.timeout_s)
+            self._loop = loop
+        return self._client
+
+    def request_kwargs(self, request: ChatRequest, n: int, messages: list[dict[str, Any]] | None = None
+                       ) -> dict[str, Any]:
+        """SDK arguments; ``messages`` already converted (local images as data URLs) if given."""
+        if messages is None:
+            messages = map_image_urls(request.messages, to_data_url)
+        kwargs: dict[str, Any] = {"model": self.config.model, "messages": messages}
+        if n != 1:
+            kwargs["n"] = n
+        optional = {"temperature": request.temperature, "top_p": request.top_p, "seed": request.seed,
+                    "max_tokens": request.max_tokens, "stop": request.stop,
+                    "response_format": response_format(request.response_schema),
+                    "reasoning_effort": self.config.reasoning_effort}
+        kwargs.update({k: v for k, v in optional.items() if v is not None})
+        extra_body = {**self.config.extra_body, **request.extra}
+        if extra_body:
+            kwargs["extra_body"] = extra_body
+        return kwargs
+
+    async def agenerate(self, request: ChatRequest) -> Completion:
+        messages = request.messages
+        if has_local_images(messages):  # file reads off the event loop
+            messages = await asyncio.to_thread(map_image_urls, messages, to_data_url)
+        completion = Completion()
+        for _ in range(request.n):  # at most n rounds; one round when the server honours n
+            missing = request.n - len(completion.samples)
+            if missing <= 0:
+                break
+            response = await self._create(request, missing, messages)
+            if not getattr(response, "choices", None):
+                raise BackendError(f"the server returned no choices: {str(response)[:200]}")
+            for choice in response.choices[:missing]:
+                message = choice.message
+                completion.samples.append(Sample(text=message.content or "", reasoning=_reasoning(message),
+                                                 finish_reason=choice.finish_reason))
+            if response.usage is not None:
+                completion.prompt_tokens += response.usage.prompt_tokens or 0
+                completion.completion_tokens += response.usage.completion_tokens or 0
+        return completion
+
+    async def _create(self, request: ChatRequest, n: int, messages: list[dict[str, Any]]) -> Any:
+        """One SDK call; a 200 whose body cannot be read (which the SDK does not retry) is retried
+        here with the same exponential backoff and jitter, up to ``max_retries`` times."""
+        for attempt in range(self.config.max_retries + 1):
+            try:
+                return await self.client.chat.completions.create(**self.request_kwargs(request, n, messages))
+            except (json.JSONDecodeError, openai.APIResponseValidationError) as err:
+                if attempt >= self.config.max_retries:
+                    raise BackendError(f"unreadable response body after {attempt + 1} attempts: {err}") from None
+                await asyncio.sleep(min(0.5 * 2 ** attempt, 8.0) * (1 - 0.25 * random.random()))
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._loop is asyncio.get_running_loop():
+            await self._client.close()
+        self._client = None

@@ -1,0 +1,94 @@
+"""Persistent response cache: a rerun never pays twice for the same call.
+
+The key is a sha256 over everything that decides the answer: backend, server address, model,
+the messages (each image replaced by the hash of its bytes, so a path and a data URL of the same
+picture are one key and no image is stored twice), the sampling settings, the JSON schema and the
+backend options that change outputs. Only successful responses are stored. The store is one
+SQLite file (WAL mode, one commit per response), safe against a killed process and shared by
+every output file and process that points at the same folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from mede2_plugin.client.backends.base import Completion, Sample
+from mede2_plugin.client.config import BackendConfig, ChatRequest
+from mede2_plugin.client.images import content_hash, map_image_urls
+
+CACHE_FILE = "responses.sqlite3"
+KEY_VERSION = 1
+
+
+def cache_key(config: BackendConfig, request: ChatRequest) -> str:
+    """The cache key of ``request`` sent through ``config`` (the request id is not part of it)."""
+    material = {
+        "v": KEY_VERSION,
+        "backend": config.backend,
+        "base_url": (config.base_url or "").rstrip("/"),
+        "model": config.model,
+        "messages": map_image_urls(request.messages, content_hash),
+        "n": request.n,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "max_tokens": request.max_tokens,
+        "seed": request.seed,
+        "stop": request.stop,
+        "response_schema": request.response_schema,
+        "extra": request.extra,
+        "thinking_budget": config.thinking_budget,
+        "reasoning_effort": config.reasoning_effort,
+        "extra_body": config.extra_body,
+    }
+    if config.backend in ("local", "vllm"):
+        material["engine_args"] = config.engine_args
+    text = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class ResponseCache:
+    """Key -> :class:`Completion`, stored in ``<directory>/responses.sqlite3``."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / CACHE_FILE
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, "
+                         "created REAL, completion TEXT)")
+        self._db.commit()
+
+    def get(self, key: str) -> Completion | None:
+        with self._lock:
+            row = self._db.execute("SELECT completion FROM responses WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        data = json.loads(row[0])
+        return Completion(samples=[Sample(**s) for s in data["samples"]],
+                          prompt_tokens=data["prompt_tokens"], completion_tokens=data["completion_tokens"])
+
+    def put(self, key: str, completion: Completion, model: str = "") -> None:
+        data: dict[str, Any] = {"samples": [s.to_dict() for s in completion.samples],
+                                "prompt_tokens": completion.prompt_tokens,
+                                "completion_tokens": completion.completion_tokens}
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)",
+                             (key, model, time.time(), json.dumps(data, ensure_ascii=False)))
+            self._db.commit()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

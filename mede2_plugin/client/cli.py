@@ -1,0 +1,168 @@
+"""Backend flags shared by every stage CLI, and ``mede2 batch``.
+
+``add_backend_arguments(parser, prefix="judge")`` adds ``--judge-backend``, ``--judge-model``,
+``--judge-base-url``, ... (no prefix: ``--backend``, ``--model``, ...); ``--PREFIX-config
+YAML`` loads a :class:`BackendConfig` file that the other flags then override.
+``backend_config_from_args(args, prefix="judge")`` turns the parsed flags into a config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mede2_plugin.client.config import BACKEND_NAMES, BackendConfig, ChatRequest, load_backend_config
+
+# flag suffix -> (BackendConfig field, type, help)
+_FLAGS: list[tuple[str, str, Any, str]] = [
+    ("backend", "backend", str, f"backend: {' | '.join(BACKEND_NAMES)}"),
+    ("model", "model", str, "model name on the server, or a local model folder (vllm, local)"),
+    ("base-url", "base_url", str, "server address, e.g. http://127.0.0.1:8000/v1"),
+    ("api-key-env", "api_key_env", str, "environment variable holding the API key (default by backend)"),
+    ("concurrency", "concurrency", int, "most requests in flight (default 8)"),
+    ("rpm", "rpm", float, "requests-per-minute limit"),
+    ("tpm", "tpm", float, "tokens-per-minute limit"),
+    ("max-retries", "max_retries", int, "SDK retries per call on 429/5xx/timeouts (default 5)"),
+    ("timeout", "timeout_s", float, "seconds per HTTP attempt (default 120)"),
+    ("retry-initial", "retry_initial_s", float, "first Gemini retry backoff in seconds (default 1)"),
+    ("retry-max", "retry_max_s", float, "longest Gemini retry backoff in seconds (default 60)"),
+    ("budget-usd", "budget_usd", float, "stop starting requests once this run has spent this much"),
+    ("cache-dir", "cache_dir", str, "response cache folder ('off' disables; default next to the output)"),
+    ("thinking-budget", "thinking_budget", int, "Gemini thinking budget in tokens"),
+    ("reasoning-effort", "reasoning_effort", str, "OpenAI reasoning_effort (low | medium | high)"),
+    ("batch-size", "batch_size", int, "requests per engine call for vllm/local (default 64)"),
+]
+
+
+def _dest(prefix: str | None, name: str) -> str:
+    return (f"{prefix}_{name}" if prefix else name).replace("-", "_")
+
+
+def _flag(prefix: str | None, name: str) -> str:
+    return f"--{prefix}-{name}" if prefix else f"--{name}"
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser, prefix: str | None = None,
+                          role: str | None = None) -> None:
+    """Add the backend flags (all optional, default None so a YAML config can fill them)."""
+    title = f"{role or prefix or 'model'} backend"
+    group = parser.add_argument_group(title, f"where the {role or prefix or 'model'} calls go")
+    group.add_argument(_flag(prefix, "config"), dest=_dest(prefix, "config"), metavar="YAML",
+                       help="BackendConfig YAML file; the flags below override it")
+    for name, field_name, kind, help_text in _FLAGS:
+        extra: dict[str, Any] = {"choices": BACKEND_NAMES} if name == "backend" else {}
+        group.add_argument(_flag(prefix, name), dest=_dest(prefix, field_name), type=kind, default=None,
+                           help=help_text, **extra)
+    group.add_argument(_flag(prefix, "engine-arg"), dest=_dest(prefix, "engine_arg"), action="append",
+                       metavar="KEY=VALUE", default=None,
+                       help="in-process engine argument (local: e.g. template=qwen2_vl; vllm: LLM kwargs); "
+                            "repeatable, VALUE parsed as JSON when possible")
+    group.add_argument(_flag(prefix, "no-progress"), dest=_dest(prefix, "no_progress"), action="store_true",
+                       help="no progress bar")
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def backend_config_from_args(args: argparse.Namespace, prefix: str | None = None,
+                             **defaults: Any) -> BackendConfig:
+    """A :class:`BackendConfig` from the flags of :func:`add_backend_arguments`.
+
+    Precedence: flags, then the YAML file, then ``defaults`` (e.g. a stage's default model).
+    """
+    values: dict[str, Any] = {}
+    config_path = getattr(args, _dest(prefix, "config"), None)
+    for _, field_name, _, _ in _FLAGS:
+        value = getattr(args, _dest(prefix, field_name), None)
+        if value is not None:
+            values[field_name] = value
+    engine_args = getattr(args, _dest(prefix, "engine_arg"), None)
+    if engine_args:
+        parsed = {}
+        for item in engine_args:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"{_flag(prefix, 'engine-arg')} expects KEY=VALUE, got {item!r}")
+            parsed[key.strip()] = _parse_value(value)
+        values["engine_args"] = parsed
+    if getattr(args, _dest(prefix, "no_progress"), False):
+        values["progress"] = False
+    if config_path:
+        base = load_backend_config(config_path)
+        if "engine_args" in values:
+            values["engine_args"] = {**base.engine_args, **values["engine_args"]}
+        return base.replace(**values)
+    return load_backend_config({**defaults, **values})
+
+
+def read_requests(path: str | Path) -> list[ChatRequest]:
+    """Requests from a JSONL file; errors name the file and line.
+
+    Besides the :class:`ChatRequest` fields a line may carry ``images``: local paths (relative to
+    the file's folder) or URLs, added as ``image_url`` parts before the text of the last user turn.
+    """
+    from mede2_plugin.jsonl import read_jsonl
+
+    path = Path(path)
+    requests = []
+    for number, record in enumerate(read_jsonl(path), start=1):
+        try:
+            images = record.pop("images", None) or []
+            request = ChatRequest.from_dict(record)
+            if images:
+                _attach_images(request, images, path.parent)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: record {number}: {err}") from None
+        requests.append(request)
+    return requests
+
+
+def _attach_images(request: ChatRequest, images: list[str], base: Path) -> None:
+    parts = []
+    for image in images:
+        if not image.startswith(("data:", "http://", "https://", "file://")) and not Path(image).is_absolute():
+            image = str(base / image)
+        parts.append({"type": "image_url", "image_url": {"url": image}})
+    for message in reversed(request.messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            text_parts = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
+            message["content"] = parts + text_parts
+            return
+    raise ValueError("'images' given but the request has no user message")
+
+
+def batch_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """``mede2 batch --input REQUESTS.jsonl --output RESULTS.jsonl --backend ... --model ...``"""
+    parser.add_argument("--input", required=True, help="JSONL of chat requests, one per line, each with an 'id'")
+    parser.add_argument("--output", required=True, help="JSONL of results, one row per id (appended, resumable)")
+    parser.add_argument("--stage", default="batch", help="label for progress, rows and the summary")
+    parser.add_argument("--summary", help="also write the run summary JSON here")
+    add_backend_arguments(parser)
+
+    def handler(args: argparse.Namespace) -> int:
+        from mede2_plugin.client.batch import run_batch
+
+        try:
+            config = backend_config_from_args(args)
+            requests = read_requests(args.input)
+        except (OSError, ValueError) as err:
+            print(f"mede2 batch: {err}", file=sys.stderr)
+            return 2
+        summary = run_batch(requests, args.output, config, stage=args.stage)
+        print(summary.line(), file=sys.stderr)
+        text = json.dumps(summary.to_dict(), indent=2)
+        print(text)
+        if args.summary:
+            Path(args.summary).write_text(text + "\n", encoding="utf-8")
+        return 0 if summary.failed == 0 and summary.not_attempted == 0 else 1
+
+    return handler

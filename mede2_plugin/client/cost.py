@@ -1,0 +1,85 @@
+"""Prices, token costs and the optional budget cap.
+
+Prices are USD per million tokens, ``{"input": x, "output": y}``, looked up by model name:
+the exact name first, then the longest configured prefix (``gemini-2.5-pro-preview-06-05`` uses
+``gemini-2.5-pro``). A model with no price has cost ``None``, shown as "unknown"; nothing is
+guessed. The built-in table is a convenience with list prices as published in mid-2025 (standard
+tier, short prompts); set ``prices`` in the backend config to override or extend it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PRICES: dict[str, dict[str, float]] = {
+    "gemini-2.5-pro": {"input": 1.25, "output": 10.0},
+    "gemini-2.5-flash": {"input": 0.30, "output": 2.50},
+    "gpt-4o": {"input": 2.50, "output": 10.0},
+    "gpt-4o-mini": {"input": 0.15, "output": 0.60},
+    "gpt-4.1": {"input": 2.0, "output": 8.0},
+    "o3": {"input": 2.0, "output": 8.0},
+    "deepseek-reasoner": {"input": 0.55, "output": 2.19},
+}
+
+
+def price_for(model: str, prices: dict[str, dict[str, float]] | None = None,
+              use_defaults: bool = True) -> dict[str, float] | None:
+    """The price entry for ``model`` (configured prices before the built-in table), or None."""
+    table = dict(DEFAULT_PRICES) if use_defaults else {}
+    table.update(prices or {})
+    if model in table:
+        return _checked(model, table[model])
+    name = model.rsplit("/", 1)[-1]  # "models/gemini-2.5-pro", "org/model"
+    if name in table:
+        return _checked(name, table[name])
+    matches = [key for key in table if name.startswith(key)]
+    if matches:
+        key = max(matches, key=len)
+        return _checked(key, table[key])
+    return None
+
+
+def _checked(model: str, entry: dict[str, float]) -> dict[str, float]:
+    if not isinstance(entry, dict) or not {"input", "output"} <= set(entry):
+        raise ValueError(f"price of {model!r} must be {{'input': usd_per_mtok, 'output': usd_per_mtok}}, got {entry!r}")
+    return {"input": float(entry["input"]), "output": float(entry["output"])}
+
+
+def call_cost(prompt_tokens: int, completion_tokens: int, price: dict[str, float] | None) -> float | None:
+    """USD for one call, or None when the price is unknown."""
+    if price is None:
+        return None
+    return (prompt_tokens * price["input"] + completion_tokens * price["output"]) / 1_000_000
+
+
+def format_usd(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:.4f}"
+
+
+@dataclass
+class Budget:
+    """Spend of one run against an optional cap.
+
+    New requests start only while ``spent + in_flight * average_call_cost < cap``, so the cap is
+    overshot by at most the calls already in flight when it is reached.
+    """
+
+    cap_usd: float | None = None
+    spent_usd: float = 0.0
+    priced_calls: int = 0
+    in_flight: int = 0
+    exhausted: bool = False
+
+    def add(self, cost: float | None) -> None:
+        if cost is not None:
+            self.spent_usd += cost
+            self.priced_calls += 1
+
+    def may_start(self) -> bool:
+        """Whether one more request may start; flips ``exhausted`` once the cap is reached."""
+        if self.cap_usd is None:
+            return True
+        average = self.spent_usd / self.priced_calls if self.priced_calls else 0.0
+        if self.spent_usd + self.in_flight * average >= self.cap_usd:
+            self.exhausted = True
+        return not self.exhausted

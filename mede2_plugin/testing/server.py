@@ -1,0 +1,315 @@
+"""Shared machinery of the fake provider servers: threads, scripted replies, faults, call log.
+
+A fake server listens on 127.0.0.1 (a free port by default), answers each call with text from a
+Python callable, and can be told to misbehave on chosen calls. Subclasses only translate between
+their provider's wire format and ``reply`` (see :mod:`.fake_openai` and :mod:`.fake_gemini`).
+
+Faults (:class:`Fault`), chosen per call by ``faults``:
+
+* a list: the i-th entry applies to the i-th call (``None`` = answer normally); calls past the
+  end answer normally. Strings work too: ``"429"``, ``"500"``, ``"503"``, ``"timeout"``,
+  ``"truncated"``, ``"malformed"``.
+* a callable ``faults(call_index, request) -> Fault | str | None`` for anything else (a fault for
+  one prompt only, every third call, ...).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+ReplyResult = str | tuple[str, str | None]
+ReplyFn = Callable[..., ReplyResult]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One misbehaviour of a call.
+
+    Attributes:
+        kind: ``status`` (an HTTP error), ``timeout`` (sleep ``delay`` before answering, to outlast
+            the client's timeout), ``truncated`` (a body cut short, connection closed),
+            ``malformed`` (200 with a body that is not JSON), ``latency`` (answer after ``delay``).
+        status: HTTP status for ``kind="status"``.
+        retry_after: seconds sent in a ``Retry-After`` header (None: no header).
+        delay: seconds to wait for ``timeout`` and ``latency``.
+    """
+
+    kind: str
+    status: int = 0
+    retry_after: float | None = None
+    delay: float = 0.0
+
+    @classmethod
+    def rate_limit(cls, retry_after: float | None = 1.0) -> "Fault":
+        return cls("status", status=429, retry_after=retry_after)
+
+    @classmethod
+    def server_error(cls, status: int = 500, retry_after: float | None = None) -> "Fault":
+        return cls("status", status=status, retry_after=retry_after)
+
+    @classmethod
+    def timeout(cls, delay: float = 30.0) -> "Fault":
+        return cls("timeout", delay=delay)
+
+    @classmethod
+    def truncated(cls) -> "Fault":
+        return cls("truncated")
+
+    @classmethod
+    def malformed(cls) -> "Fault":
+        return cls("malformed")
+
+    @classmethod
+    def latency(cls, delay: float) -> "Fault":
+        return cls("latency", delay=delay)
+
+    @classmethod
+    def parse(cls, value: "Fault | str | int | None") -> "Fault | None":
+        if value is None or isinstance(value, Fault):
+            return value
+        text = str(value).strip().lower()
+        if text.isdigit():
+            status = int(text)
+            return cls.rate_limit() if status == 429 else cls.server_error(status)
+        if text in ("timeout", "truncated", "malformed"):
+            return getattr(cls, text)()
+        raise ValueError(f"unknown fault {value!r}")
+
+    def label(self) -> str:
+        return str(self.status) if self.kind == "status" else self.kind
+
+
+@dataclass
+class Call:
+    """One call the server received."""
+
+    index: int
+    path: str
+    body: dict[str, Any]
+    fault: str | None
+    started: float
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class FakeServer:
+    """Base class: a threaded HTTP server with scripted replies and faults (use a subclass).
+
+    Args:
+        reply: ``reply(body) -> text`` or ``(text, reasoning)``, called once per sample; a callable
+            taking two arguments gets ``(body, sample_index)``. A plain string is a constant reply.
+        latency: seconds every answer waits before it is sent (the benchmark's fixed latency).
+        faults: a per-call list or a callable choosing faults (see the module docstring).
+        port: 0 picks a free port.
+    """
+
+    def __init__(self, reply: ReplyFn | str = "OK", latency: float = 0.0,
+                 faults: Sequence[Fault | str | None] | Callable[[int, dict[str, Any]], Any] | None = None,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
+        self.reply = reply
+        self.latency = latency
+        self.faults = faults
+        self.host = host
+        self._port = port
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self.calls: list[Call] = []
+        self._fault_offset = 0
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> "FakeServer":
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out as two writes
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                server._handle(self)
+
+            def do_GET(self) -> None:  # noqa: N802
+                server._handle_get(self)
+
+        class Httpd(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 256
+
+        self._httpd = Httpd((self.host, self._port), Handler)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"{type(self).__name__}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> "FakeServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None, "server not started"
+        return self._httpd.server_address[1]
+
+    @property
+    def root_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # -- call log -------------------------------------------------------------------------
+    @property
+    def call_count(self) -> int:
+        """Calls received (faulty ones included)."""
+        with self._lock:
+            return len(self.calls)
+
+    @property
+    def answered_count(self) -> int:
+        """Calls answered normally."""
+        with self._lock:
+            return sum(1 for c in self.calls if c.fault in (None, "latency"))
+
+    def reset_calls(self) -> None:
+        with self._lock:
+            self.calls.clear()
+
+    def set_faults(self, faults: Any) -> None:
+        """Replace the fault schedule; list indexes count from the next call."""
+        with self._lock:
+            self.faults = faults
+            self._fault_offset = len(self.calls)
+
+    # -- request handling -----------------------------------------------------------------
+    def _choose_fault(self, index: int, body: dict[str, Any]) -> Fault | None:
+        faults = self.faults
+        if faults is None:
+            return None
+        if callable(faults):
+            return Fault.parse(faults(index, body))
+        position = index - self._fault_offset
+        if 0 <= position < len(faults):
+            return Fault.parse(faults[position])
+        return None
+
+    def _register(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> tuple[Call, Fault | None]:
+        with self._lock:
+            index = len(self.calls)
+            fault = self._choose_fault(index, body)
+            call = Call(index=index, path=handler.path, body=body, fault=fault.label() if fault else None,
+                        started=time.monotonic(),
+                        headers={k.lower(): v for k, v in handler.headers.items()
+                                 if k.lower() not in ("authorization", "x-goog-api-key")})
+            self.calls.append(call)
+        return call, fault
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stopping.wait(seconds)
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            self._send_json(handler, 400, self.error_body(400, "request body is not JSON"))
+            return
+        if not self.accepts(handler.path):
+            self._send_json(handler, 404, self.error_body(404, f"no route {handler.path}"))
+            return
+        body = self.normalise(handler.path, body)
+        call, fault = self._register(handler, body)
+        try:
+            self._sleep(self.latency)
+            if fault is not None and fault.kind in ("latency", "timeout"):
+                self._sleep(fault.delay)
+                if self._stopping.is_set():
+                    return
+            if fault is not None and fault.kind == "status":
+                headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+                self._send_json(handler, fault.status, self.error_body(fault.status, "injected fault"), headers)
+                return
+            payload = json.dumps(self.answer(body, call.index)).encode("utf-8")
+            if fault is not None and fault.kind == "malformed":
+                self._send_raw(handler, 200, b'{"id": "broken", "choices": [{"message": ')
+                return
+            if fault is not None and fault.kind == "truncated":
+                handler.send_response(200)
+                handler.send_header("Content-Type", "application/json")
+                handler.send_header("Content-Length", str(len(payload)))
+                handler.end_headers()
+                handler.wfile.write(payload[: len(payload) // 2])
+                handler.wfile.flush()
+                handler.close_connection = True
+                return
+            self._send_raw(handler, 200, payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeout); nothing to answer
+
+    def _handle_get(self, handler: BaseHTTPRequestHandler) -> None:
+        self._send_json(handler, 404, self.error_body(404, f"no route {handler.path}"))
+
+    def _send_json(self, handler: BaseHTTPRequestHandler, status: int, body: dict[str, Any],
+                   headers: dict[str, str] | None = None) -> None:
+        self._send_raw(handler, status, json.dumps(body).encode("utf-8"), headers)
+
+    @staticmethod
+    def _send_raw(handler: BaseHTTPRequestHandler, status: int, payload: bytes,
+                  headers: dict[str, str] | None = None) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(payload)))
+        for key, value in (headers or {}).items():
+            handler.send_header(key, value)
+        handler.end_headers()
+        handler.wfile.write(payload)
+        handler.wfile.flush()
+
+    def _sample(self, body: dict[str, Any], index: int) -> tuple[str, str | None]:
+        reply = self.reply
+        if isinstance(reply, str):
+            return reply, None
+        try:
+            takes_index = len(inspect.signature(reply).parameters) >= 2
+        except (TypeError, ValueError):
+            takes_index = False
+        result = reply(body, index) if takes_index else reply(body)
+        if isinstance(result, tuple):
+            text, reasoning = result
+            return str(text), reasoning
+        return str(result), None
+
+    # -- wire format (subclasses) ---------------------------------------------------------
+    def accepts(self, path: str) -> bool:
+        raise NotImplementedError
+
+    def normalise(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return body
+
+    def answer(self, body: dict[str, Any], call_index: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def error_body(self, status: int, message: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def count_tokens(text: str) -> int:
+    """The fake servers' token count: whitespace-separated words (at least 1 for non-empty text)."""
+    return len(text.split()) or (1 if text else 0)
