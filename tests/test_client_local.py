@@ -52,3 +52,32 @@ def test_local_backend_with_tiny_model(tiny_model_dir, tmp_path):
         {"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Which finding is shown?"}])
     run_batch([no_image], tmp_path / "out.jsonl", config)
     assert final_rows(tmp_path / "out.jsonl")["plain"]["usage"]["prompt_tokens"] < rows["img"]["usage"]["prompt_tokens"]
+
+
+@pytest.mark.slow
+def test_local_backend_seed_makes_a_sampled_request_independent_of_what_ran_before(tiny_model_dir, tmp_path):
+    """A seeded request gives the same samples alone or after others (resume equals a clean run);
+    without a seed the same request samples differently on a second call."""
+    from mede2_plugin.client import SharedBackend
+
+    def ask(request_id: str, seed: int | None) -> ChatRequest:
+        return ChatRequest(id=request_id, messages=[{"role": "user", "content": "Name a sign of sepsis"}],
+                           n=2, temperature=1.0, max_tokens=12, seed=seed)
+
+    config = BackendConfig(backend="local", model=str(tiny_model_dir), progress=False, cache_dir="off",
+                           engine_args={"template": "mede2_qwen2_vl"})
+
+    def texts(rows: dict, request_id: str) -> list[str]:
+        return [s["text"] for s in rows[request_id]["samples"]]
+
+    with SharedBackend(config) as engine:
+        run_batch([ask("alone", 7)], tmp_path / "a.jsonl", config, backend=engine)
+        run_batch([ask("warm-up", None), ask("after", 7), ask("other-seed", 8)], tmp_path / "b.jsonl", config,
+                  backend=engine)
+        run_batch([ask("unseeded-1", None)], tmp_path / "c.jsonl", config, backend=engine)
+        run_batch([ask("unseeded-2", None)], tmp_path / "c.jsonl", config, backend=engine)
+        assert engine.builds == 1  # four batches, one model load
+    a, b, c = (final_rows(tmp_path / f"{name}.jsonl") for name in "abc")
+    assert texts(a, "alone") == texts(b, "after")
+    assert texts(b, "after") != texts(b, "other-seed")
+    assert texts(c, "unseeded-1") != texts(c, "unseeded-2")

@@ -14,7 +14,7 @@ import pytest
 from client_helpers import echo_reply, final_rows, make_png, openai_config, raw_rows, text_requests
 
 from mede2_plugin.cli import main as mede2_main
-from mede2_plugin.client import ChatRequest, ResponseCache, cache_key, run_batch
+from mede2_plugin.client import BackendConfig, ChatRequest, ResponseCache, cache_key, run_batch
 from mede2_plugin.client.cli import read_requests
 from mede2_plugin.testing import FakeOpenAIServer
 
@@ -228,3 +228,30 @@ def test_response_cache_survives_reopen(tmp_path):
     hit = again.get("k")
     assert hit is not None and hit.samples[0].reasoning == "r" and hit.prompt_tokens == 3
     assert again.get("other") is None and len(again) == 1
+
+
+def test_cache_key_of_in_process_models_follows_the_weights_not_the_path(tmp_path):
+    """Retraining into the same folder (or swapping the LoRA adapter) must not serve old answers;
+    an API model's key does not depend on any local folder."""
+    model, adapter = tmp_path / "m1", tmp_path / "lora"
+    for folder in (model, adapter):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"first weights")
+    (model / "checkpoint-1").mkdir()
+    ask = ChatRequest(id="i", messages=[{"role": "user", "content": "why?"}])
+    local = BackendConfig(backend="local", model=str(model), engine_args={"adapter_name_or_path": str(adapter)})
+    before = cache_key(local, ask)
+    assert cache_key(local, ask) == before
+    (model / "checkpoint-1" / "optimizer.pt").write_bytes(b"not read when the model loads")
+    assert cache_key(local, ask) == before
+
+    (model / "model.safetensors").write_bytes(b"retrained weights")  # same path, new model
+    retrained = cache_key(local, ask)
+    assert retrained != before
+    os.utime(adapter / "model.safetensors", ns=(1, 1))  # a new adapter in the same folder
+    assert cache_key(local, ask) != retrained
+
+    api = BackendConfig(backend="openai", model=str(model), base_url="http://127.0.0.1:1/v1")
+    key = cache_key(api, ask)
+    (model / "model.safetensors").write_bytes(b"again")
+    assert cache_key(api, ask) == key

@@ -8,7 +8,7 @@ See :mod:`mede2_plugin.client.batch` for the output rows and
 :mod:`mede2_plugin.client.backends.base` for the backend interface.
 """
 
-from mede2_plugin.client.backends.base import Backend, BaseBackend, Completion, Sample
+from mede2_plugin.client.backends.base import Backend, BaseBackend, Completion, Sample, SharedBackend
 from mede2_plugin.client.batch import BatchSummary, arun_batch, parse_json_text, run_batch, usage_totals
 from mede2_plugin.client.cache import ResponseCache, cache_key
 from mede2_plugin.client.cli import add_backend_arguments, backend_config_from_args, read_requests
@@ -16,6 +16,6 @@ from mede2_plugin.client.config import BackendConfig, ChatRequest, load_backend_
 
 __all__ = [
     "Backend", "BackendConfig", "BaseBackend", "BatchSummary", "ChatRequest", "Completion", "ResponseCache",
-    "Sample", "add_backend_arguments", "arun_batch", "backend_config_from_args", "cache_key",
+    "Sample", "SharedBackend", "add_backend_arguments", "arun_batch", "backend_config_from_args", "cache_key",
     "load_backend_config", "parse_json_text", "read_requests", "run_batch", "usage_totals",
 ]

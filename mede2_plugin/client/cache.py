@@ -3,7 +3,10 @@
 The key is a sha256 over everything that decides the answer: backend, server address, model,
 the messages (each image replaced by the hash of its bytes, so a path and a data URL of the same
 picture are one key and no image is stored twice), the sampling settings, the JSON schema and the
-backend options that change outputs. Only successful responses are stored. The store is one
+backend options that change outputs. For in-process models (``local``, ``vllm``) it also holds a
+fingerprint of the model folder (and of a LoRA adapter folder): every file's name, size and
+modification time, so retraining into the same folder never serves the old model's answers.
+Only successful responses are stored. The store is one
 SQLite file (WAL mode, one commit per response), safe against a killed process and shared by
 every output file and process that points at the same folder.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import os
 import threading
 import time
 from pathlib import Path
@@ -48,8 +52,22 @@ def cache_key(config: BackendConfig, request: ChatRequest) -> str:
     }
     if config.backend in ("local", "vllm"):
         material["engine_args"] = config.engine_args
+        adapters = str(config.engine_args.get("adapter_name_or_path") or "")
+        folders = [config.model, *(a.strip() for a in adapters.split(",") if a.strip())]
+        material["weights"] = [folder_fingerprint(os.path.abspath(f)) for f in folders]
     text = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def folder_fingerprint(path: str) -> str | None:
+    """sha256 over the name, size and mtime (ns) of the files directly in ``path`` (weights,
+    config, tokenizer: what a loader reads; ``checkpoint-*`` subfolders are not); None when
+    ``path`` is not a folder (a hub id). About 20 ``stat`` calls, so cheap enough per request."""
+    if not os.path.isdir(path):
+        return None
+    with os.scandir(path) as entries:
+        stats = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file())
+    return hashlib.sha256(json.dumps(stats).encode("utf-8")).hexdigest()
 
 
 class ResponseCache:

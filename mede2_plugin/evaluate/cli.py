@@ -66,6 +66,7 @@ def eval_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespac
 
     def handler(args: argparse.Namespace) -> int:
         from mede2_plugin.evaluate.benchmarks import BENCHMARKS, load_benchmark_configs
+        from mede2_plugin.client import SharedBackend
         from mede2_plugin.evaluate.runner import EvalSettings, evaluate_benchmark
 
         known = dict(BENCHMARKS)
@@ -87,16 +88,17 @@ def eval_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespac
             print(f"mede2 eval: {err}", file=sys.stderr)
             return 2
         complete = True
-        for config, location in chosen:
-            try:
-                run = evaluate_benchmark(config, location, backend, args.out, settings, label=args.label,
-                                         generate=not args.rescore)
-            except (OSError, ValueError) as err:
-                print(f"mede2 eval: {err}", file=sys.stderr)
-                return 2
-            print(_result_line(run.metrics))
-            print(f"  -> {run.folder}", file=sys.stderr)
-            complete = complete and run.metrics["complete"]
+        with SharedBackend(backend) as engine:  # in-process weights load once for all benchmarks
+            for config, location in chosen:
+                try:
+                    run = evaluate_benchmark(config, location, backend, args.out, settings, label=args.label,
+                                             generate=not args.rescore, engine=engine)
+                except (OSError, ValueError) as err:
+                    print(f"mede2 eval: {err}", file=sys.stderr)
+                    return 2
+                print(_result_line(run.metrics))
+                print(f"  -> {run.folder}", file=sys.stderr)
+                complete = complete and run.metrics["complete"]
         return 0 if complete else 1
 
     return handler

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mede2_plugin.chat_format import openai_messages
-from mede2_plugin.client import BackendConfig, BatchSummary, ChatRequest, run_batch
+from mede2_plugin.client import Backend, BackendConfig, BatchSummary, ChatRequest, run_batch
 from mede2_plugin.data import write_bank
 from mede2_plugin.evaluate.benchmarks import BenchmarkConfig, load_benchmark
 from mede2_plugin.evaluate.scaling import have_matplotlib, plot_curves, scaling_curve, write_curve_csv
@@ -130,7 +130,8 @@ def score_folder(folder: Path, benchmark: BenchmarkConfig, model: str, plot: boo
 
 def evaluate_benchmark(benchmark: BenchmarkConfig, location: str | Path, backend: BackendConfig,
                        out_dir: str | Path, settings: EvalSettings | None = None,
-                       label: str | None = None, generate: bool = True) -> BenchmarkRun:
+                       label: str | None = None, generate: bool = True,
+                       engine: Backend | None = None) -> BenchmarkRun:
     """Load, generate (resumably) and score one benchmark for one model.
 
     Args:
@@ -141,6 +142,8 @@ def evaluate_benchmark(benchmark: BenchmarkConfig, location: str | Path, backend
         settings: sampling settings.
         label: the model's name in reports; default the model folder's name.
         generate: False only rescores what ``generations.jsonl`` already holds.
+        engine: a built backend to answer with, e.g. one :class:`~mede2_plugin.client.SharedBackend`
+            for all benchmarks of a model, so in-process weights load once (default: one per call).
     """
     settings = settings or EvalSettings()
     label = label or Path(backend.model.rstrip("/")).name or backend.model
@@ -159,7 +162,7 @@ def evaluate_benchmark(benchmark: BenchmarkConfig, location: str | Path, backend
     write_jsonl(folder / "rejected.jsonl", (r.to_dict() for r in loaded.rejected))
     if generate:
         summary = run_batch(build_requests(questions, settings), folder / "generations.jsonl", backend,
-                            stage=f"eval:{benchmark.name}")
+                            stage=f"eval:{benchmark.name}", backend=engine)
     metrics = score_folder(folder, benchmark, label, plot=settings.plot)
     metrics["rejected_by_loader"] = len(loaded.rejected)
     metrics["skipped_by_loader"] = loaded.skipped

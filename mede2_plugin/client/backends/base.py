@@ -154,3 +154,45 @@ def backend_class(name: str) -> type:
 def create_backend(config: "BackendConfig") -> Backend:
     """Instantiate the backend ``config.backend`` names."""
     return backend_class(config.backend)(config)
+
+
+class SharedBackend:
+    """One backend for several :func:`run_batch` calls, built on the first uncached request.
+
+    ``run_batch`` builds and closes a backend per call; for in-process models (``local``,
+    ``vllm``) that means loading the weights (or starting the engine) once per call. Pass one
+    ``SharedBackend`` as ``backend=`` to each call instead: the model loads at most once, not at
+    all when everything is cached, and :meth:`close` (or the ``with`` block) releases it.
+    """
+
+    def __init__(self, config: "BackendConfig") -> None:
+        self.config = config
+        self._class = backend_class(config.backend)
+        self.name: str = self._class.name
+        self.batched: bool = self._class.batched
+        self.priced: bool = self._class.priced
+        self.builds = 0
+        self._inner: Backend | None = None
+
+    def _backend(self) -> Backend:
+        if self._inner is None:
+            self._inner = self._class(self.config)
+            self.builds += 1
+        return self._inner
+
+    async def agenerate(self, request: "ChatRequest") -> Completion:
+        return await self._backend().agenerate(request)
+
+    def generate_batch(self, requests: Sequence["ChatRequest"]) -> list[Completion | BaseException]:
+        return self._backend().generate_batch(requests)
+
+    def close(self) -> None:
+        inner, self._inner = self._inner, None
+        if inner is not None:
+            inner.close()
+
+    def __enter__(self) -> "SharedBackend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -4,8 +4,10 @@ Used by the tests and the offline demo with the tiny model; fine for small evalu
 model folder is ``config.model``; ``config.engine_args`` are LLaMA-Factory inference arguments
 (``template`` defaults to ``mede2_qwen2_vl``; e.g. ``adapter_name_or_path``, ``infer_dtype``).
 Images become PIL images and ``<image>`` placeholders where they stood in the message. ``n``
-samples come from the engine's ``num_return_sequences`` (sampling). LLaMA-Factory is imported
-only when this backend is built.
+samples come from the engine's ``num_return_sequences`` (sampling). A request's ``seed`` seeds
+torch just before its own generation, so a seeded request samples the same text whatever ran
+before it (a resumed run equals a clean one). LLaMA-Factory is imported only when this backend
+is built.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ class LocalBackend(BaseBackend):
             kwargs["max_new_tokens"] = request.max_tokens
         kwargs.update(request.extra)
         images = [to_pil(url) for url in image_urls] or None
+        if request.seed is not None:
+            import torch
+
+            torch.manual_seed(request.seed)
         responses = self.chat_model.chat(turns, system=system, images=images, **kwargs)
         completion = Completion(prompt_tokens=responses[0].prompt_length if responses else 0)
         for response in responses:

@@ -65,14 +65,16 @@ def evaluate_models(ctx: Context) -> list[dict[str, Any]]:
 
 def _evaluate_job(benchmarks: list[tuple[Any, str]], backend: BackendConfig, out: str, settings: Any,
                   label: str, seed: int, threads: int | None) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    from mede2_plugin.client import SharedBackend
     from mede2_plugin.evaluate.runner import evaluate_benchmark
 
     results = []
-    for config, location in benchmarks:
-        if backend.backend == "local":
-            seed_everything(seed, threads)
-        run = evaluate_benchmark(config, location, backend, out, settings, label=label)
-        results.append((run.metrics, run.batch.to_dict() if run.batch is not None else None))
+    with SharedBackend(backend) as engine:  # one model load for all benchmarks of this model
+        for config, location in benchmarks:
+            if backend.backend == "local":
+                seed_everything(seed, threads)
+            run = evaluate_benchmark(config, location, backend, out, settings, label=label, engine=engine)
+            results.append((run.metrics, run.batch.to_dict() if run.batch is not None else None))
     return results
 
 
