@@ -201,3 +201,40 @@ def test_progress_bar_shows_rate_failures_and_spend(tmp_path, capfd):
     err = capfd.readouterr().err
     assert "judge" in err and "3/3" in err and "req/s" in err
     assert "fail=1" in err and "spend=$0.0000" in err
+
+
+def test_images_resized_as_in_training_for_a_server_of_a_llamafactory_model(tmp_path):
+    """With ``image_max_pixels`` (a vLLM/SGLang server of a model trained with LLaMA-Factory) the
+    sent pixels are LLaMA-Factory's resize of the image; without it the file goes as it is; the
+    two are different requests to the cache."""
+    import io
+
+    from PIL import Image
+
+    from mede2_plugin.engines.images import preprocess_image
+
+    big, thin = tmp_path / "big.png", tmp_path / "thin.png"
+    Image.effect_noise((400, 300), 64).convert("RGB").save(big)
+    Image.new("RGB", (8, 40), (10, 200, 10)).save(thin)
+
+    def request(image: Path) -> ChatRequest:
+        return ChatRequest(id=image.stem, messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": str(image)}}, {"type": "text", "text": "finding?"}]}])
+
+    def sent_image(call) -> Image.Image:
+        (url,) = image_urls(call.body)
+        return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+
+    resize = {"image_max_pixels": 128 * 128, "model_family": "qwen2_vl"}
+    with FakeOpenAIServer(reply="a finding") as server:
+        config = openai_config(server, tmp_path, concurrency=1, engine_args=resize)
+        run_batch([request(big), request(thin)], tmp_path / "resized.jsonl", config)
+        plain = run_batch([request(big)], tmp_path / "plain.jsonl", config.replace(engine_args={}))
+    assert plain.calls == 1 and plain.cache_hits == 0  # not answered from the resized request's cache
+    sent = {call.index: sent_image(call) for call in server.calls}
+    expected_big = preprocess_image(Image.open(big), 128 * 128, family="qwen2_vl")
+    assert sent[0].size == expected_big.size == (147, 110)
+    assert list(sent[0].getdata()) == list(expected_big.getdata())
+    # 8x40 is below image_min_pixels (32*32): scaled up to 14x71, then Qwen2-VL's plugin widens to 28
+    assert sent[1].size == preprocess_image(Image.open(thin), 128 * 128, family="qwen2_vl").size == (28, 71)
+    assert sent[2].size == (400, 300)

@@ -24,7 +24,7 @@ from typing import Any
 
 from mede2_plugin.client.backends.base import Completion, Sample
 from mede2_plugin.client.config import BackendConfig, ChatRequest
-from mede2_plugin.client.images import content_hash, map_image_urls
+from mede2_plugin.client.images import content_hash, map_image_urls, training_resize_args
 
 CACHE_FILE = "responses.sqlite3"
 KEY_VERSION = 1
@@ -50,6 +50,9 @@ def cache_key(config: BackendConfig, request: ChatRequest) -> str:
         "reasoning_effort": config.reasoning_effort,
         "extra_body": config.extra_body,
     }
+    resize = training_resize_args(config.engine_args)
+    if config.backend == "openai" and resize:  # images are resized before sending: part of the request
+        material["image_resize"] = resize
     if config.backend in ("local", "vllm"):
         material["engine_args"] = config.engine_args
         adapters = str(config.engine_args.get("adapter_name_or_path") or "")

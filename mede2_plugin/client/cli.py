@@ -59,7 +59,8 @@ def add_backend_arguments(parser: argparse.ArgumentParser, prefix: str | None = 
                            help=help_text, **extra)
     group.add_argument(_flag(prefix, "engine-arg"), dest=_dest(prefix, "engine_arg"), action="append",
                        metavar="KEY=VALUE", default=None,
-                       help="in-process engine argument (local: e.g. template=qwen2_vl; vllm: LLM kwargs); "
+                       help="engine argument (local: e.g. template=qwen2_vl; vllm: LLM kwargs; openai: "
+                            "image_max_pixels/image_min_pixels/model_family resize images as in training); "
                             "repeatable, VALUE parsed as JSON when possible")
     group.add_argument(_flag(prefix, "no-progress"), dest=_dest(prefix, "no_progress"), action="store_true",
                        help="no progress bar")

@@ -53,7 +53,8 @@ class BackendConfig:
         batch_size: requests per engine call for batch backends (``vllm``, ``local``).
         engine_args: extra arguments of in-process engines (``local``: LLaMA-Factory model args
             such as ``template``; ``vllm``: ``vllm.LLM`` arguments such as
-            ``tensor_parallel_size``).
+            ``tensor_parallel_size``); for ``openai``, ``image_max_pixels`` /
+            ``image_min_pixels`` / ``model_family`` resize images as in training before sending.
         extra_body: extra JSON fields sent with every OpenAI-compatible request (e.g. ``top_k``).
         progress: show a tqdm progress bar.
     """

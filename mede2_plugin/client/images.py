@@ -147,3 +147,27 @@ def map_image_urls(messages: list[dict[str, Any]], convert: Any) -> list[dict[st
                 parts.append({"type": "image_url", "image_url": new})
         out.append({**message, "content": parts})
     return out
+
+
+#: ``engine_args`` keys that make the ``openai`` backend resize images as LLaMA-Factory did in
+#: training (the same keys as the ``vllm`` backend's)
+TRAINING_RESIZE_KEYS = ("image_max_pixels", "image_min_pixels", "model_family")
+
+
+def training_resize_args(engine_args: dict[str, Any]) -> dict[str, Any]:
+    """The training-resize settings in ``engine_args`` (empty: send images as they are)."""
+    return {k: engine_args[k] for k in TRAINING_RESIZE_KEYS if engine_args.get(k) is not None}
+
+
+def image_converter(engine_args: dict[str, Any]) -> Any:
+    """``to_data_url``, or a converter that resizes each image as in training first when
+    ``engine_args`` sets any of :data:`TRAINING_RESIZE_KEYS`."""
+    resize = training_resize_args(engine_args)
+    if not resize:
+        return to_data_url
+    from mede2_plugin.engines.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, training_resized_data_url
+
+    max_pixels = int(resize.get("image_max_pixels", DEFAULT_MAX_PIXELS))
+    min_pixels = int(resize.get("image_min_pixels", DEFAULT_MIN_PIXELS))
+    family = resize.get("model_family")
+    return lambda url: training_resized_data_url(url, max_pixels, min_pixels, family)

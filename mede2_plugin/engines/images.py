@@ -43,6 +43,17 @@ def preprocess_image(image: Any, max_pixels: int = DEFAULT_MAX_PIXELS, min_pixel
     return image
 
 
+def training_resized_data_url(url: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+                              min_pixels: int = DEFAULT_MIN_PIXELS, family: str | None = None) -> str:
+    """The image at ``url`` (data URL, http(s), file) resized as in training, as a PNG data URL."""
+    from PIL import Image
+
+    from mede2_plugin.client.images import load_image
+
+    image = Image.open(io.BytesIO(load_image(url)[0]))
+    return png_data_url(preprocess_image(image, max_pixels, min_pixels, family))
+
+
 def png_data_url(image: Any) -> str:
     """A lossless data URL of a PIL image (the engine decodes exactly these pixels)."""
     buffer = io.BytesIO()

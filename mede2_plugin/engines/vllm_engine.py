@@ -82,18 +82,13 @@ def resolve_chat_template(template: str | None = None, chat_template: str | None
 def prepare_messages(messages: list[dict[str, Any]], config: VLLMEngineConfig,
                      family: str | None) -> list[dict[str, Any]]:
     """``messages`` with every image as a data URL, resized as in training when configured."""
-    import io
-
-    from PIL import Image
-
-    from mede2_plugin.client.images import load_image, map_image_urls, to_data_url
-    from mede2_plugin.engines.images import png_data_url, preprocess_image
+    from mede2_plugin.client.images import map_image_urls, to_data_url
+    from mede2_plugin.engines.images import training_resized_data_url
 
     def convert(url: str) -> str:
         if not config.image_preprocess:
             return to_data_url(url)
-        image = Image.open(io.BytesIO(load_image(url)[0]))
-        return png_data_url(preprocess_image(image, config.image_max_pixels, config.image_min_pixels, family))
+        return training_resized_data_url(url, config.image_max_pixels, config.image_min_pixels, family)
 
     return map_image_urls(messages, convert)
 

@@ -3,7 +3,11 @@
 vLLM's ``vllm serve``, SGLang, ``llamafactory-cli api``, OpenAI, DeepSeek and Gemini's OpenAI
 endpoint all speak this. Retries on 408/409/429/5xx, connection errors and timeouts are the SDK's
 own (``max_retries``; exponential backoff with jitter; Retry-After honoured up to two minutes).
-Local images become data URLs. ``reasoning_content`` (or ``reasoning``) is read when the server
+Local images become data URLs. For a server of a model trained with LLaMA-Factory (``vllm serve``,
+SGLang), set ``engine_args`` ``image_max_pixels`` (and ``image_min_pixels``, ``model_family`` such
+as ``qwen2_vl``) to the training YAML's values: every image is then resized exactly as
+LLaMA-Factory resized it in training before it is sent, so the served model sees the trained
+model's image tokens (the in-process ``vllm`` backend does the same). ``reasoning_content`` (or ``reasoning``) is read when the server
 returns it. When a server returns fewer than ``n`` choices, the missing samples are asked for again.
 """
 
@@ -19,7 +23,7 @@ import openai
 
 from mede2_plugin.client.backends.base import BackendError, BaseBackend, Completion, Sample
 from mede2_plugin.client.config import BackendConfig, ChatRequest
-from mede2_plugin.client.images import has_local_images, map_image_urls, to_data_url
+from mede2_plugin.client.images import has_local_images, image_converter, map_image_urls, training_resize_args
 
 PLACEHOLDER_KEY = "EMPTY"  # what local servers without auth accept
 
@@ -75,7 +79,7 @@ class OpenAIBackend(BaseBackend):
                        ) -> dict[str, Any]:
         """SDK arguments; ``messages`` already converted (local images as data URLs) if given."""
         if messages is None:
-            messages = map_image_urls(request.messages, to_data_url)
+            messages = map_image_urls(request.messages, image_converter(self.config.engine_args))
         kwargs: dict[str, Any] = {"model": self.config.model, "messages": messages}
         if n != 1:
             kwargs["n"] = n
@@ -91,8 +95,9 @@ class OpenAIBackend(BaseBackend):
 
     async def agenerate(self, request: ChatRequest) -> Completion:
         messages = request.messages
-        if has_local_images(messages):  # file reads off the event loop
-            messages = await asyncio.to_thread(map_image_urls, messages, to_data_url)
+        resize = bool(training_resize_args(self.config.engine_args))
+        if resize or has_local_images(messages):  # file reads and resizing off the event loop
+            messages = await asyncio.to_thread(map_image_urls, messages, image_converter(self.config.engine_args))
         completion = Completion()
         for _ in range(request.n):  # at most n rounds; one round when the server honours n
             missing = request.n - len(completion.samples)
