@@ -128,6 +128,22 @@ def test_vllm_openai_server_through_openai_backend_drives_rollouts(vllm_server: 
     _check_rollouts(summary, output, questions, 3, "openai", tiny_model_dir, 12544)
 
 
+def test_openai_backend_resizes_as_in_training_so_a_vllm_server_does_not_drift(vllm_server: str,
+                                                                               tiny_model_dir: Path,
+                                                                               tmp_path: Path, monkeypatch):
+    """With the training YAML's image_max_pixels (and the model family) the openai backend sends
+    each image as LLaMA-Factory resized it, so even the large image gets the training prompt's
+    length from a plain vLLM server."""
+    monkeypatch.setenv("VLLM_TEST_KEY", "EMPTY")
+    questions = _questions(tmp_path)  # small, rgba and large
+    backend = BackendConfig(backend="openai", model="tiny", base_url=vllm_server, api_key_env="VLLM_TEST_KEY",
+                            concurrency=4, progress=False, cache_dir="off",
+                            engine_args={"image_max_pixels": 6272, "model_family": "qwen2_vl"})
+    output = tmp_path / "rollouts.jsonl"
+    summary = run_rollouts(questions, output, backend, RolloutConfig(num_candidates=2, max_tokens=16, seed=0))
+    _check_rollouts(summary, output, questions, 2, "openai", tiny_model_dir, 6272)
+
+
 def test_vllm_openai_server_through_openai_backend_drives_eval(vllm_server: str, tmp_path: Path, monkeypatch):
     from test_data_helpers import write_medxpertqa
 

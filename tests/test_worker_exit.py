@@ -57,14 +57,22 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _run(tmp_path: Path, mode: str, extra_env: dict[str, str]) -> subprocess.CompletedProcess:
+def _run(tmp_path: Path, mode: str, extra_env: dict[str, str],
+         script_path: str = "llamafactory/launcher.py") -> subprocess.CompletedProcess:
+    """Run SCRIPT as ``__main__`` from ``script_path`` (by default where torchrun finds
+    LLaMA-Factory's launcher); markers go to ``tmp_path/out``."""
+    script = tmp_path / "scripts" / script_path
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(SCRIPT)
+    out = tmp_path / "out"
+    out.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("TORCHELASTIC_RUN_ID", "LOCAL_RANK", "MEDE2_CLEAN_EXIT")}
-    return subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), mode], env={**env, **extra_env},
+    return subprocess.run([sys.executable, str(script), str(out), mode], env={**env, **extra_env},
                           capture_output=True, text=True, timeout=60, check=False)
 
 
 def _written(tmp_path: Path) -> set[str]:
-    return {p.name for p in tmp_path.iterdir()}
+    return {p.name for p in (tmp_path / "out").iterdir()}
 
 
 def test_successful_worker_exits_zero_after_orderly_shutdown_without_module_teardown(tmp_path: Path):
@@ -90,10 +98,19 @@ def test_normal_exit_outside_torchrun_or_when_switched_off(tmp_path: Path, env: 
     assert _written(tmp_path) == {"thread", "atexit", "after", "teardown"}
 
 
-def test_detection_of_torchrun_workers():
-    assert in_torchrun_worker(TORCHRUN_ENV) and enabled(TORCHRUN_ENV)
+def test_a_users_own_script_under_torchrun_goes_on_after_run_exp(tmp_path: Path):
+    result = _run(tmp_path, "ok", TORCHRUN_ENV, script_path="my_project/train_then_eval.py")
+    assert result.returncode == 0, result.stderr
+    assert _written(tmp_path) == {"thread", "atexit", "after", "teardown"}
+
+
+def test_detection_of_llamafactory_cli_torchrun_workers():
+    launcher = "/venv/lib/python3.11/site-packages/llamafactory/launcher.py"
+    assert in_torchrun_worker(TORCHRUN_ENV) and enabled(TORCHRUN_ENV, launcher)
     assert not in_torchrun_worker({"LOCAL_RANK": "0"})  # set by other launchers too; not enough alone
-    assert not enabled({**TORCHRUN_ENV, "MEDE2_CLEAN_EXIT": "0"})
+    assert not enabled({**TORCHRUN_ENV, "MEDE2_CLEAN_EXIT": "0"}, launcher)
+    assert not enabled(TORCHRUN_ENV, "/home/me/project/launcher.py")
+    assert not enabled(TORCHRUN_ENV, "")  # python -c, notebooks
 
 
 def test_import_hook_wraps_llamafactory_run_exp_in_a_fresh_process():

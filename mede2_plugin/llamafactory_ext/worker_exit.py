@@ -10,11 +10,13 @@ Python object) the forced unwind crosses a ``noexcept`` frame and the C++ runtim
 (pytorch/pytorch#117762, #190489). We saw it on DeepSpeed ZeRO-3 with two CPU ranks about once
 in ten CI runs, always after "Model weights saved".
 
-The fix: once ``run_exp`` has returned normally in a torchrun worker, do what an orderly exit
+The fix: once ``run_exp`` has returned normally in a torchrun worker of ``llamafactory-cli train``
+(``__main__`` is LLaMA-Factory's ``launcher.py``, whose last act is that call), do what an orderly exit
 does while the interpreter is still whole (join non-daemon threads, run ``atexit`` callbacks,
 which also shut ``logging`` down and finish trackers such as wandb, flush the standard streams)
 and then leave with ``os._exit(0)``, skipping the module teardown in which the race happens.
-A run that raises is left alone: its traceback and non-zero exit code are LLaMA-Factory's.
+A run that raises is left alone: its traceback and non-zero exit code are LLaMA-Factory's; so is
+a user's own script that calls ``run_exp`` under torchrun (its code after the call still runs).
 ``MEDE2_CLEAN_EXIT=0`` turns this off.
 """
 
@@ -26,6 +28,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -38,10 +41,20 @@ def in_torchrun_worker(environ: dict[str, str] | None = None) -> bool:
     return "TORCHELASTIC_RUN_ID" in env and "LOCAL_RANK" in env
 
 
-def enabled(environ: dict[str, str] | None = None) -> bool:
-    """Whether workers should exit through :func:`exit_without_finalization`."""
+def started_by_llamafactory_cli(main_file: str | None = None) -> bool:
+    """True when ``__main__`` is LLaMA-Factory's ``launcher.py``: what torchrun runs for
+    ``llamafactory-cli train``. A user's own script that calls ``run_exp`` and goes on is not."""
+    if main_file is None:
+        main_file = getattr(sys.modules.get("__main__"), "__file__", None) or ""
+    path = Path(main_file)
+    return path.name == "launcher.py" and path.parent.name == "llamafactory"
+
+
+def enabled(environ: dict[str, str] | None = None, main_file: str | None = None) -> bool:
+    """Whether a finished ``run_exp`` should exit through :func:`exit_without_finalization`."""
     env = os.environ if environ is None else environ
-    return env.get(ENV_SWITCH, "1") != "0" and in_torchrun_worker(env)
+    return (env.get(ENV_SWITCH, "1") != "0" and in_torchrun_worker(env)
+            and started_by_llamafactory_cli(main_file))
 
 
 def exit_without_finalization(code: int = 0) -> None:
