@@ -248,8 +248,11 @@ def test_cache_key_of_in_process_models_follows_the_weights_not_the_path(tmp_pat
     (model / "model.safetensors").write_bytes(b"retrained weights")  # same path, new model
     retrained = cache_key(local, ask)
     assert retrained != before
+    as_list = local.replace(engine_args={"adapter_name_or_path": [str(adapter)]})  # YAML list form
+    list_key = cache_key(as_list, ask)
     os.utime(adapter / "model.safetensors", ns=(1, 1))  # a new adapter in the same folder
     assert cache_key(local, ask) != retrained
+    assert cache_key(as_list, ask) != list_key
 
     api = BackendConfig(backend="openai", model=str(model), base_url="http://127.0.0.1:1/v1")
     key = cache_key(api, ask)

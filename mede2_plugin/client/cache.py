@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import os
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -55,11 +55,18 @@ def cache_key(config: BackendConfig, request: ChatRequest) -> str:
         material["image_resize"] = resize
     if config.backend in ("local", "vllm"):
         material["engine_args"] = config.engine_args
-        adapters = str(config.engine_args.get("adapter_name_or_path") or "")
-        folders = [config.model, *(a.strip() for a in adapters.split(",") if a.strip())]
-        material["weights"] = [folder_fingerprint(os.path.abspath(f)) for f in folders]
+        material["weights"] = [folder_fingerprint(os.path.abspath(f)) for f in _weight_folders(config)]
     text = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _weight_folders(config: BackendConfig) -> list[str]:
+    """The model folder and any LoRA adapters (a comma-separated string, as LLaMA-Factory takes
+    them, or a list from YAML)."""
+    adapters = config.engine_args.get("adapter_name_or_path") or []
+    if isinstance(adapters, str):
+        adapters = adapters.split(",")
+    return [config.model, *(str(a).strip() for a in adapters if str(a).strip())]
 
 
 def folder_fingerprint(path: str) -> str | None:
@@ -69,7 +76,8 @@ def folder_fingerprint(path: str) -> str | None:
     if not os.path.isdir(path):
         return None
     with os.scandir(path) as entries:
-        stats = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file())
+        files = [(e.name, e.stat()) for e in entries if e.is_file()]
+    stats = sorted((name, st.st_size, st.st_mtime_ns) for name, st in files)
     return hashlib.sha256(json.dumps(stats).encode("utf-8")).hexdigest()
 
 

@@ -15,6 +15,7 @@ import io
 import mimetypes
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,7 @@ def training_resize_args(engine_args: dict[str, Any]) -> dict[str, Any]:
     return {k: engine_args[k] for k in TRAINING_RESIZE_KEYS if engine_args.get(k) is not None}
 
 
-def image_converter(engine_args: dict[str, Any]) -> Any:
+def image_converter(engine_args: dict[str, Any]) -> Callable[[str], str]:
     """``to_data_url``, or a converter that resizes each image as in training first when
     ``engine_args`` sets any of :data:`TRAINING_RESIZE_KEYS`."""
     resize = training_resize_args(engine_args)

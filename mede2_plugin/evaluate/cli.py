@@ -65,8 +65,8 @@ def eval_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespac
     add_backend_arguments(parser, role="evaluated model")
 
     def handler(args: argparse.Namespace) -> int:
-        from mede2_plugin.evaluate.benchmarks import BENCHMARKS, load_benchmark_configs
         from mede2_plugin.client import SharedBackend
+        from mede2_plugin.evaluate.benchmarks import BENCHMARKS, load_benchmark_configs
         from mede2_plugin.evaluate.runner import EvalSettings, evaluate_benchmark
 
         known = dict(BENCHMARKS)

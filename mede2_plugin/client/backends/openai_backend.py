@@ -7,8 +7,8 @@ Local images become data URLs. For a server of a model trained with LLaMA-Factor
 SGLang), set ``engine_args`` ``image_max_pixels`` (and ``image_min_pixels``, ``model_family`` such
 as ``qwen2_vl``) to the training YAML's values: every image is then resized exactly as
 LLaMA-Factory resized it in training before it is sent, so the served model sees the trained
-model's image tokens (the in-process ``vllm`` backend does the same). ``reasoning_content`` (or ``reasoning``) is read when the server
-returns it. When a server returns fewer than ``n`` choices, the missing samples are asked for again.
+model's image tokens (the in-process ``vllm`` backend does the same). ``reasoning_content`` (or
+``reasoning``) is read when the server returns it. When a server returns fewer than ``n`` choices, the missing samples are asked for again.
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ class OpenAIBackend(BaseBackend):
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         self._api_key = api_key_from_env(config, required=config.base_url is None) or PLACEHOLDER_KEY
+        self._resize_images = bool(training_resize_args(config.engine_args))
+        self._image_to_url = image_converter(config.engine_args)
         self._client: openai.AsyncOpenAI | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -79,7 +81,7 @@ class OpenAIBackend(BaseBackend):
                        ) -> dict[str, Any]:
         """SDK arguments; ``messages`` already converted (local images as data URLs) if given."""
         if messages is None:
-            messages = map_image_urls(request.messages, image_converter(self.config.engine_args))
+            messages = map_image_urls(request.messages, self._image_to_url)
         kwargs: dict[str, Any] = {"model": self.config.model, "messages": messages}
         if n != 1:
             kwargs["n"] = n
@@ -95,9 +97,8 @@ class OpenAIBackend(BaseBackend):
 
     async def agenerate(self, request: ChatRequest) -> Completion:
         messages = request.messages
-        resize = bool(training_resize_args(self.config.engine_args))
-        if resize or has_local_images(messages):  # file reads and resizing off the event loop
-            messages = await asyncio.to_thread(map_image_urls, messages, image_converter(self.config.engine_args))
+        if self._resize_images or has_local_images(messages):  # file reads and resizing off the event loop
+            messages = await asyncio.to_thread(map_image_urls, messages, self._image_to_url)
         completion = Completion()
         for _ in range(request.n):  # at most n rounds; one round when the server honours n
             missing = request.n - len(completion.samples)
