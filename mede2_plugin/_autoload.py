@@ -5,9 +5,13 @@ under torchrun, whose workers import only LLaMA-Factory. So registration must ha
 LLaMA-Factory's own import: ``mede2_plugin_autoload.pth`` (installed into site-packages) imports
 this module at interpreter start-up; it adds one finder to ``sys.meta_path`` and nothing else.
 When ``llamafactory.data.template`` or ``llamafactory.data.converter`` finishes executing, the
-finder calls our registration for that module; when ``llamafactory.train.tuner`` does, it wraps
-``run_exp`` so that torchrun workers exit cleanly (see ``llamafactory_ext.worker_exit``). A process that never imports LLaMA-Factory pays
-for reading this file and one dictionary look-up per import.
+finder calls our registration for that module (a ``mede2_<base>`` template for every template
+LLaMA-Factory registers; our dataset formats); when ``llamafactory.train.tuner`` does, it wraps
+``run_exp`` so that torchrun workers exit cleanly (see ``llamafactory_ext.worker_exit``); when
+``llamafactory.launcher`` does (only in the process ``llamafactory-cli`` starts), it wraps
+``launch`` so that a train run whose DeepSpeed setting cannot work stops first with one clear line
+(see ``llamafactory_ext.preflight``). A process that never imports LLaMA-Factory pays for reading
+this file and one dictionary look-up per import.
 
 Set ``MEDE2_NO_AUTOLOAD=1`` to switch the hook off; ``mede2_plugin.llamafactory_ext.register_all()``
 registers by hand (for ``python -S`` or embedded interpreters that skip ``.pth`` files).
@@ -23,6 +27,7 @@ _TARGETS = {
     "llamafactory.data.template": "register_templates",
     "llamafactory.data.converter": "register_converters",
     "llamafactory.train.tuner": "guard_worker_exit",
+    "llamafactory.launcher": "guard_launch",
 }
 
 

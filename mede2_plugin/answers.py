@@ -38,6 +38,7 @@ from collections.abc import Iterable, Mapping
 
 ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 ANSWER_OPEN = re.compile(r"<answer>", re.IGNORECASE)
+ANSWER_CLOSE = re.compile(r"</answer>", re.IGNORECASE)
 THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
 THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
 SHORT_REGION = 200  # longer untagged/answer text is prose: no option-text search inside it
@@ -109,7 +110,7 @@ def is_truncated(text: str, finish_reason: str | None = None) -> bool:
         return True
     if len(THINK_OPEN.findall(text)) > len(THINK_CLOSE.findall(text)):
         return True
-    if len(ANSWER_OPEN.findall(text)) > len(ANSWER_BLOCK.findall(text)):
+    if len(ANSWER_OPEN.findall(text)) > len(ANSWER_CLOSE.findall(text)):  # nested blocks are not cut off
         return True
     return len(BOX_START.findall(text)) > len(boxed_contents(text))
 

@@ -12,11 +12,10 @@ encoder on 56x56 images with 14-pixel patches, and ``downsample_ratio`` 0.5, so 
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
-from mede2_plugin.tiny_model import build_tokenizer, register_builder
+from mede2_plugin.tiny_model import build_tokenizer, drop_loader_keys, register_builder
 
 INTERNVL_TOKENS = {
     "start_image_token": "<img>",
@@ -88,16 +87,8 @@ def build_tiny_internvl(out_dir: str | Path, seed: int = 0) -> Path:
                                   chat_template=template)
     processor.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    _drop_loader_keys(out / "tokenizer_config.json")
+    drop_loader_keys(out / "tokenizer_config.json")
     return out
-
-
-def _drop_loader_keys(config_path: Path) -> None:
-    """Remove loading-time keys (``is_local``, ...) that ``from_pretrained`` leaves in the config."""
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    for key in ("is_local", "local_files_only"):
-        config.pop(key, None)
-    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 register_builder("internvl", build_tiny_internvl)

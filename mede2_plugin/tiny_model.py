@@ -103,7 +103,17 @@ def build_tiny_qwen2_vl(out_dir: str | Path, seed: int = 0, max_pixels: int = 56
     return out
 
 
+def drop_loader_keys(config_path: Path) -> None:
+    """Remove loading-time keys (``is_local``, ...) that ``from_pretrained`` leaves in a tokenizer config."""
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    for key in ("is_local", "local_files_only"):
+        config.pop(key, None)
+    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 BUILDERS: dict[str, Callable[..., Path]] = {"qwen2_vl": build_tiny_qwen2_vl}
+#: modules that define more families (each registers its builder on import; none imports torch at import)
+FAMILY_MODULES = ("mede2_plugin.tiny_internvl", "mede2_plugin.tiny_gemma3")
 
 
 def register_builder(family: str, builder: Callable[..., Path]) -> None:
@@ -114,29 +124,22 @@ def register_builder(family: str, builder: Callable[..., Path]) -> None:
 
 
 def tiny_model_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    import importlib
+
+    for module in FAMILY_MODULES:
+        importlib.import_module(module)
     parser.add_argument("out", help="folder to write the model, tokenizer and processor to")
-    parser.add_argument("--family", default="qwen2_vl", help="model family: " + ", ".join(BUILDERS)
-                        + " (default: qwen2_vl)")
+    parser.add_argument("--family", default="qwen2_vl", choices=sorted(BUILDERS),
+                        help="model family, with its MedE2 chat template: qwen2_vl (mede2_qwen2_vl), internvl "
+                             "(InternVL3-hf, mede2_intern_vl), gemma3 (mede2_gemma3); default: qwen2_vl")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
 
     def run(args: argparse.Namespace) -> int:
-        _load_optional_builders()
-        if args.family not in BUILDERS:
-            parser.error(f"unknown family {args.family!r}; choose from {sorted(BUILDERS)}")
         path = BUILDERS[args.family](args.out, seed=args.seed)
         print(f"tiny {args.family} model written to {path}")
         return 0
 
     return run
-
-
-def _load_optional_builders() -> None:
-    """Families defined in other modules register themselves on import."""
-    import importlib
-    import importlib.util
-
-    if importlib.util.find_spec("mede2_plugin.tiny_internvl") is not None:
-        importlib.import_module("mede2_plugin.tiny_internvl")
 
 
 def main() -> None:  # pragma: no cover - convenience for `python -m mede2_plugin.tiny_model`

@@ -34,6 +34,14 @@ def tiny_internvl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_internvl(tmp_path_factory.mktemp("tiny") / "internvl")
 
 
+@pytest.fixture(scope="session")
+def tiny_gemma3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight Gemma 3 with the mede2_gemma3 chat template."""
+    from mede2_plugin.tiny_gemma3 import build_tiny_gemma3
+
+    return build_tiny_gemma3(tmp_path_factory.mktemp("tiny") / "gemma3")
+
+
 def make_images(folder: Path) -> dict[str, str]:
     """PNGs of awkward sizes and modes: small, large (resized by LLaMA-Factory), thin, RGBA."""
     from PIL import Image, ImageDraw
@@ -58,9 +66,17 @@ def question(images: list[str]) -> Question:
                     patient_info="He smoked for 30 years.")
 
 
-def training_prompt_ids(model_dir: Path, template_name: str, q: Question, model_args: dict[str, Any]) -> list[int]:
+def served_messages(q: Question, system: str | None = None, embed_images: bool = True) -> list[dict[str, Any]]:
+    """The OpenAI-style request of ``q``; ``system`` replaces the system message's text when given."""
+    messages = openai_messages(q, embed_images=embed_images)
+    return messages if system is None else [{"role": "system", "content": system}, *messages[1:]]
+
+
+def training_prompt_ids(model_dir: Path, template_name: str, q: Question, model_args: dict[str, Any],
+                        system: str | None = None) -> list[int]:
     """The prompt ids LLaMA-Factory trains on: its tokenizer/processor loading, its template, its
-    multimodal plugin, exactly as its supervised and pairwise dataset processors call them."""
+    multimodal plugin, exactly as its supervised and pairwise dataset processors call them
+    (``system``: the record's system text; None, like "", means the template's default)."""
     from llamafactory.data import get_template_and_fix_tokenizer
     from llamafactory.hparams import DataArguments, ModelArguments
     from llamafactory.model import load_tokenizer
@@ -71,12 +87,12 @@ def training_prompt_ids(model_dir: Path, template_name: str, q: Question, model_
     messages = llamafactory_prompt(q) + [{"role": "assistant", "content": ""}]
     messages = template.mm_plugin.process_messages(messages, list(q.images), [], [], processor)
     prefix, _ = template.mm_plugin.process_token_ids([], [], list(q.images), [], [], tokenizer, processor)
-    prompt_ids, _ = template.encode_oneturn(tokenizer, messages, system=None)
+    prompt_ids, _ = template.encode_oneturn(tokenizer, messages, system=system)
     return prefix + prompt_ids
 
 
 def hf_prompt_ids(model_dir: Path, q: Question, model_args: dict[str, Any], family: str,
-                  tokenizer_overrides: dict[str, Any] | None = None) -> list[int]:
+                  tokenizer_overrides: dict[str, Any] | None = None, system: str | None = None) -> list[int]:
     """The prompt ids of the HuggingFace processor: the folder's chat template on the OpenAI-style
     messages, images resized as our vLLM engine resizes them, then the processor."""
     from PIL import Image
@@ -85,7 +101,7 @@ def hf_prompt_ids(model_dir: Path, q: Question, model_args: dict[str, Any], fami
     from mede2_plugin.engines.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, preprocess_image
 
     processor = AutoProcessor.from_pretrained(model_dir, **(tokenizer_overrides or {}))
-    text = processor.apply_chat_template(openai_messages(q, embed_images=False), tokenize=False,
+    text = processor.apply_chat_template(served_messages(q, system, embed_images=False), tokenize=False,
                                          add_generation_prompt=True)
     images = [preprocess_image(Image.open(p), model_args.get("image_max_pixels", DEFAULT_MAX_PIXELS),
                                model_args.get("image_min_pixels", DEFAULT_MIN_PIXELS), family) for p in q.images]

@@ -137,6 +137,7 @@ def test_has_think_answer_structure(text: str, expected: bool) -> None:
     ("<think>never closed", None, True),
     ("<think>r</think><answer>\\boxed{A}", None, True),
     ("<think>r</think><answer>\\boxed{A</answer>", None, True),
+    ("<think>r</think><answer><answer>\\boxed{A}</answer></answer>", None, False),  # nested: bad structure, not cut
     ("plain B", None, False),
 ])
 def test_is_truncated(text: str, finish_reason: str | None, expected: bool) -> None:

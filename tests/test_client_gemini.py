@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 
@@ -58,6 +59,53 @@ def test_json_schema_output_is_parsed_with_thoughts_and_inline_images(tmp_path, 
     output_tokens = len(sample["text"].split()) + 3  # answer words + thought words
     assert row["usage"]["completion_tokens"] == output_tokens
     assert row["cost_usd"] == pytest.approx((row["usage"]["prompt_tokens"] * 1.25 + output_tokens * 10.0) / 1e6)
+
+
+def _sdk_default_api_version(monkeypatch, version: str) -> None:
+    """Make google-genai default to ``version`` when the caller sets none, as a release that changed
+    its default does (3.x moved from v1beta to v1), whatever the installed release is."""
+    from google.genai import _api_client
+
+    original = _api_client.BaseApiClient.__init__
+
+    def init(self, *args, http_options=None, **kwargs):
+        original(self, *args, http_options=http_options, **kwargs)
+        asked = (http_options.get("api_version") if isinstance(http_options, dict)
+                 else getattr(http_options, "api_version", None))
+        if not asked:
+            self._http_options.api_version = version
+
+    monkeypatch.setattr(_api_client.BaseApiClient, "__init__", init)
+
+
+@pytest.mark.parametrize("sdk_default", ["v1", "v1alpha"])
+def test_request_path_is_v1beta_whatever_the_sdk_default(tmp_path, monkeypatch, sdk_default):
+    from google import genai
+    from google.genai import errors, types
+
+    _sdk_default_api_version(monkeypatch, sdk_default)
+    with FakeGeminiServer(reply="fine") as server:
+        # A client left to the SDK's default now calls another path, which the service (and the
+        # fake, serving only the real v1beta path) does not have.
+        plain = genai.Client(api_key="fake-key", http_options=types.HttpOptions(base_url=server.base_url))
+        with pytest.raises(errors.ClientError, match=f"no route /{sdk_default}/models/gemini-2.5-pro:generateContent"):
+            plain.models.generate_content(model="gemini-2.5-pro", contents="hi")
+        summary = run_batch(text_requests(1), tmp_path / "out.jsonl", gemini_config(server, tmp_path))
+    assert summary.succeeded == 1
+    assert [c.path for c in server.calls] == ["/v1beta/models/gemini-2.5-pro:generateContent"]
+
+
+def test_api_version_is_a_setting(tmp_path):
+    from mede2_plugin.client.cli import add_backend_arguments, backend_config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_backend_arguments(parser)
+    args = parser.parse_args(["--backend", "gemini", "--model", "gemini-2.5-pro", "--gemini-api-version", "v1alpha"])
+    assert backend_config_from_args(args).gemini_api_version == "v1alpha"
+    with FakeGeminiServer(reply="fine", api_version="v1alpha") as server:
+        config = gemini_config(server, tmp_path, gemini_api_version="v1alpha")
+        assert run_batch(text_requests(1), tmp_path / "out.jsonl", config).succeeded == 1
+    assert server.calls[0].path == "/v1alpha/models/gemini-2.5-pro:generateContent"
 
 
 def test_candidates_give_n_samples(tmp_path):

@@ -117,6 +117,36 @@ def test_medbullets_bad_row_reports_its_first_line(tmp_path: Path) -> None:
     assert "differs from option B" in rejected.reason
 
 
+@pytest.mark.parametrize("after", [
+    [b'y,Valid question?,a,b,c,d,A,a,fine\r\n'],  # the parser would read to the end of the file
+    [b'y,Valid question?,a,b,c,d,A,a,fine\r\n',   # a later quote would close the field instead
+     b'z,"Another, quoted",a,b,c,d,A,a,"two\r\nlines"\r\n'],
+])
+def test_medbullets_unclosed_quote_names_its_row_and_keeps_the_rows_after_it(tmp_path: Path,
+                                                                           after: list[bytes]) -> None:
+    good = write_medbullets_csv(tmp_path / "good.csv", 4).read_bytes()
+    path = tmp_path / "op4.csv"
+    path.write_bytes(good + b'x,"Q? a quote never closed,a,b,c,d,B,b,expl\r\n' + b"".join(after))
+    bad_line = good.count(b"\n") + 1
+    result = load_bank(path, "medbullets")
+    [rejected] = result.rejected
+    assert rejected.record == f"line {bad_line}" and "unbalanced quote" in rejected.reason
+    assert [q.question for q in result][2:] == ["Valid question?", "Another, quoted"][:len(after)]
+    # ids follow the file's row order, as in the JSON twin: the bad row keeps its number
+    assert [q.id for q in result][2:] == [f"medbullets_op4-{3 + i}" for i in range(len(after))]
+
+
+def test_csv_not_utf8_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "op4.csv"
+    path.write_bytes(write_medbullets_csv(tmp_path / "good.csv", 4).read_bytes() + b"x,Caf\xe9?,a,b,c,d,A,a,e\r\n")
+    last_line = path.read_bytes().count(b"\n")
+    with pytest.raises(BankError, match=rf"op4.csv:line {last_line}: not UTF-8"):
+        load_bank(path, "medbullets")
+    with pytest.raises(BankError, match=r"mine.tsv:line 2: not UTF-8"):
+        (tmp_path / "mine.tsv").write_bytes(b"question\tanswer\n\xff\tA\n")
+        load_bank(tmp_path / "mine.tsv", "generic")
+
+
 # --- MedXpertQA -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("official_shape", [False, True])

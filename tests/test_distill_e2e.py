@@ -1,21 +1,34 @@
 """``mede2 distill all`` end to end through the real openai SDK against the fake OpenAI-compatible
 server: a reasoning_content teacher, a think-tag teacher and a summary-only teacher whose summary
 is expanded; scripted replies reach every filter branch; the dataset loads in LLaMA-Factory; a
-rerun makes no call."""
+rerun makes no call. Teachers in the formats real ones use (the paper's own, an R1 distill without
+the opening tag, DeepSeek's API with answer tags) give a Stage-I dataset llamafactory-cli trains on."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from curate_helpers import EXPAND_MARK, DistillScript, distill_config, fixture_questions
+from curate_helpers import (
+    EXPAND_MARK,
+    FIXTURES,
+    DistillScript,
+    backend,
+    distill_config,
+    fixture_questions,
+    reasoning,
+    which_question,
+)
 
 from mede2_plugin.chat_format import assistant_response, system_prompt, user_prompt
 from mede2_plugin.cli import main
 from mede2_plugin.jsonl import read_jsonl
-from mede2_plugin.testing import FakeOpenAIServer
+from mede2_plugin.testing import FakeOpenAIServer, prompt_text
 
 EXPECTED_REASONS = {
     "d1/r1/0": "passed", "d1/r1/1": "wrong_answer", "d1/qwq/0": "incoherent", "d1/qwq/1": "missing_boxed",
@@ -131,3 +144,78 @@ def test_distill_errors_name_what_is_missing(tmp_path: Path, capsys):
     assert main(["distill", "generate", "-o", out, "--questions", str(bad)]) == 2
     err = capsys.readouterr().err
     assert f"{bad}:line 6" in err and "missing question fields" in err
+
+
+class RealFormatTeachers:
+    """Teachers answering as real ones do (see ``tests/test_teacher_reply_formats.py`` for all of
+    them): the paper's own format when asked with the Appendix-A system prompt, an R1 distill whose
+    chat template opened ``<think>`` in the prompt, and DeepSeek's API with the answer in
+    ``<answer>`` tags; the judge wraps its JSON in prose and a fence."""
+
+    def __init__(self, questions) -> None:
+        self.questions = questions
+
+    def reply(self, body: dict, index: int):
+        if body["model"] == "judge-model":
+            return 'My rating:\n```json\n{"logical_structure": 5, "coherence": 4, "comment": "sound"}\n```\nDone.'
+        question = which_question(body, self.questions)
+        thought, letter = reasoning(f"{question.id}-{body['model']}"), question.answer
+        if body["model"] == "paper-model":
+            assert body["messages"][0] == {"role": "system", "content": system_prompt()}
+            return f"<think>\n{thought}\n</think>\n<answer>\nIt is {letter}. \\boxed{{{letter}}}\n</answer>"
+        if body["model"] == "r1-distill-model":
+            return f"{thought}\n</think>\n\nThe answer is \\boxed{{{letter}}}."
+        assert body["model"] == "deepseek-model" and "Put your final answer" in prompt_text(body)
+        return {"message": {"role": "assistant", "content": f"<answer>It is {letter}. \\boxed{{{letter}}}</answer>",
+                            "reasoning_content": thought}, "finish_reason": "stop"}
+
+
+@pytest.mark.slow
+def test_real_teacher_formats_give_a_stage1_dataset_llamafactory_trains_on(tmp_path: Path, tiny_model_dir: Path):
+    """The paper-format teacher and the R1 distill without an opening <think> (and DeepSeek's API
+    with <answer> tags) all pass the filter; the Stage-I dataset trains through llamafactory-cli."""
+    pytest.importorskip("llamafactory", reason="needs the llamafactory extra (pip install mede2-plugin[llamafactory])")
+    questions = fixture_questions("distill_bank.jsonl")
+    with FakeOpenAIServer(reply=RealFormatTeachers(questions).reply) as server:
+        config = {"questions": {"path": str(FIXTURES / "distill_bank.jsonl")},
+                  "output_dir": str(tmp_path / "out"),
+                  "teachers": [{"name": "paper", "backend": backend("paper-model", server.base_url), "samples": 1,
+                                "paper_system": True},
+                               {"name": "r1-distill", "backend": backend("r1-distill-model", server.base_url),
+                                "samples": 1, "reasoning": "think_tags"},
+                               {"name": "deepseek", "backend": backend("deepseek-model", server.base_url),
+                                "samples": 1, "reasoning": "reasoning_content"}],
+                  "filter": {"judge": backend("judge-model", server.base_url), "min_reasoning_chars": 100},
+                  "build": {"formats": ["mede2_sft"]}}
+        (tmp_path / "distill.yaml").write_text(yaml.safe_dump({"distill": config}))
+        assert main(["distill", "all", "-c", str(tmp_path / "distill.yaml")]) == 0
+
+    records = list(read_jsonl(tmp_path / "out" / "filter" / "records.jsonl"))
+    assert len(records) == 12 and all(r["reason"] == "passed" for r in records), \
+        [(r["id"], r["reason"]) for r in records if r["reason"] != "passed"]
+    samples = list(read_jsonl(tmp_path / "out" / "data" / "mede2_stage1.jsonl"))
+    assert [(s["id"], s["teacher"]) for s in samples] == [(q, "paper") for q in ("d1", "d2", "d3", "d4")]
+    assert samples[0]["final"] == "It is B. \\boxed{B}" and samples[0]["reasoning"].startswith("d1-paper-model")
+
+    import datasets
+    from llamafactory.data.converter import get_dataset_converter
+    from llamafactory.data.parser import get_dataset_list
+    from llamafactory.hparams import DataArguments
+
+    data = tmp_path / "out" / "data"
+    (attr,) = get_dataset_list(["mede2_stage1"], str(data))
+    rows = datasets.load_dataset("json", data_files=str(data / attr.dataset_name), split="train",
+                                 cache_dir=str(tmp_path / "hf_cache"))
+    converter = get_dataset_converter(attr.formatting, attr, DataArguments(dataset_dir=str(data)))
+    target = converter(rows[0])["_response"][0]["content"]
+    assert target == "<think>\n" + samples[0]["reasoning"] + "\n</think><answer>\nIt is B. \\boxed{B}\n</answer>"
+
+    recipe = yaml.safe_load((Path(__file__).parents[1] / "examples" / "tiny" / "stage1_lora.yaml").read_text())
+    recipe.update(model_name_or_path=str(tiny_model_dir), dataset_dir=str(data), output_dir=str(tmp_path / "lora"))
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(recipe))
+    result = subprocess.run([str(Path(sys.executable).parent / "llamafactory-cli"), "train", str(tmp_path / "train.yaml")],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-4000:])
+    trained = json.loads((tmp_path / "lora" / "train_results.json").read_text())
+    assert trained["train_loss"] > 0 and (tmp_path / "lora" / "adapter_model.safetensors").is_file()

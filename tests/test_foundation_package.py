@@ -125,7 +125,8 @@ def test_wheel_ships_hook_templates_recipes_and_examples(wheel_env):
     wheel, _ = wheel_env
     names = zipfile.ZipFile(wheel).namelist()
     assert "mede2_plugin_autoload.pth" in names
-    for expected in ("mede2_plugin/templates/prompts/system.j2", "mede2_plugin/templates/chat/mede2_qwen2_vl.jinja",
+    for expected in ("mede2_plugin/templates/prompts/system.j2", "mede2_plugin/templates/chat/mede2.jinja",
+                     "mede2_plugin/templates/chat/mede2_qwen2_vl.json", "mede2_plugin/templates/chat/mede2_intern_vl.json",
                      "mede2_plugin/recipes/stage1_lora.yaml", "mede2_plugin/recipes/ds_z3_config.json",
                      "mede2_plugin/examples/tiny/data/dataset_info.json"):
         assert expected in names
@@ -147,3 +148,24 @@ def test_non_editable_install_registers_and_writes_resources(wheel_env, tmp_path
     assert str(REPO_ROOT) not in out["file"] and out["ok"] and out["n"] > 10
     assert (tmp_path / "recipes" / "stage2_dpo.yaml").is_file()
     assert (tmp_path / "examples" / "tiny" / "stage1_lora.yaml").is_file()
+
+
+@pytest.mark.slow
+def test_non_editable_register_copies_the_bundled_data_and_never_points_into_site_packages(wheel_env, tmp_path):
+    _, python = wheel_env
+    cli = [str(python), "-c", "import sys; from mede2_plugin.cli import main; sys.exit(main(sys.argv[1:]))"]
+    project = tmp_path / "project"
+    result = subprocess.run([*cli, "register", "--dataset-dir", str(project)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = (project / "dataset_info.json").read_text()
+    assert "site-packages" not in text and ".." not in text
+    for entry in json.loads(text).values():
+        assert (project / entry["file_name"]).resolve().is_relative_to(project.resolve())
+        assert (project / entry["file_name"]).is_file()
+    assert (project / "images" / "scan_0.png").is_file()
+
+    result = subprocess.run([*cli, "register", "--dataset-dir", str(tmp_path / "other"), "--link"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "inside an installed package" in result.stderr
+    assert not (tmp_path / "other" / "dataset_info.json").exists()

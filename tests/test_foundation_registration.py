@@ -23,10 +23,14 @@ def test_fresh_process_importing_only_llamafactory_sees_templates_and_formats():
         "from llamafactory.data.template import TEMPLATES\n"
         "from llamafactory.data.converter import DATASET_CONVERTERS\n"
         "print(json.dumps({'templates': sorted(k for k in TEMPLATES if k.startswith('mede2')),"
+        " 'bases': sorted(k for k in TEMPLATES if not k.startswith('mede2')),"
         " 'formats': sorted(k for k in DATASET_CONVERTERS if k.startswith('mede2')),"
-        " 'system': TEMPLATES['mede2_qwen2_vl'].default_system}))"
+        " 'system': TEMPLATES['mede2_qwen2_vl'].default_system,"
+        " 'gemma3': TEMPLATES['mede2_gemma3'].default_system}))"
     )
-    assert out["templates"] == ["mede2_intern_vl", "mede2_qwen2_vl"]
+    assert out["templates"] == sorted("mede2_" + base for base in out["bases"])  # one for every template
+    assert {"mede2_qwen2_vl", "mede2_intern_vl", "mede2_gemma3"} <= set(out["templates"])
+    assert out["gemma3"] == out["system"]
     assert {"mede2_sft", "mede2_pref"} <= set(out["formats"])
     assert out["system"].startswith("You are a helpful assistant. A conversation between User and Assistant.")
     assert "<think> </think> and <answer> </answer>" in out["system"]
@@ -65,13 +69,31 @@ def test_register_all_is_idempotent():
     assert DATASET_CONVERTERS["mede2_sft"].__name__ == "MedE2SFTConverter"
 
 
-@pytest.mark.parametrize("name", ["mede2_qwen2_vl", "mede2_intern_vl"])
+@pytest.mark.parametrize("name", ["mede2_qwen2_vl", "mede2_intern_vl", "mede2_gemma3"])
 def test_templates_keep_base_format_and_change_only_the_system(name):
+    import dataclasses
+
     from llamafactory.data.template import TEMPLATES
 
-    from mede2_plugin.llamafactory_ext.templates import TEMPLATES as OURS
+    from mede2_plugin.chat_format import system_prompt
+    from mede2_plugin.llamafactory_ext.templates import base_name
 
-    ours, base = TEMPLATES[name], TEMPLATES[OURS[name][0]]
-    assert ours.format_user is base.format_user and ours.mm_plugin is base.mm_plugin
-    assert ours.stop_words == base.stop_words
+    ours, base = TEMPLATES[name], TEMPLATES[base_name(name)]
+    assert type(ours) is type(base) and ours.mm_plugin is base.mm_plugin
+    assert ours == dataclasses.replace(base, default_system=system_prompt())
     assert ours.default_system != base.default_system
+
+
+def test_a_template_registered_later_gets_its_mede2_twin_by_hand():
+    from llamafactory.data.formatter import StringFormatter
+    from llamafactory.data.template import TEMPLATES, register_template
+
+    from mede2_plugin.llamafactory_ext.templates import derive_template
+
+    if "my_custom" not in TEMPLATES:
+        register_template("my_custom", format_user=StringFormatter(slots=["<u>{{content}}</u><a>"]))
+    assert "mede2_my_custom" not in TEMPLATES
+    assert derive_template("my_custom") == "mede2_my_custom"
+    assert TEMPLATES["mede2_my_custom"].format_user is TEMPLATES["my_custom"].format_user
+    with pytest.raises(KeyError, match="no template 'nope'"):
+        derive_template("nope")

@@ -76,6 +76,22 @@ def test_assistant_turn_is_think_then_answer_and_ends_with_im_end(processor, tmp
     assert full.endswith(response + "<|im_end|>\n")
 
 
+@pytest.mark.parametrize("system", ["", "  \n"], ids=["empty", "whitespace-only"])
+def test_empty_or_whitespace_only_system_message_is_treated_as_llamafactory_does(processor, tmp_path, system):
+    """LLaMA-Factory encodes ``system or default_system`` (Template._encode; the local backend and
+    its API server pass the system text through): an empty system message means the default
+    prompt, a whitespace-only one is a truthy string and is kept as written."""
+    question, images = _question(tmp_path, 1)
+    train_ids, _ = _training_ids(processor, question, images, system=system)
+    messages = [{"role": "system", "content": system}] + openai_messages(question)[1:]
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert list(processor(text=[text], images=images)["input_ids"][0]) == train_ids
+    if system:
+        assert text.startswith(f"<|im_start|>system\n{system}<|im_end|>\n") and system_prompt() not in text
+    else:
+        assert text.startswith(f"<|im_start|>system\n{system_prompt()}<|im_end|>\n")
+
+
 def test_explicit_system_prompt_overrides_default_in_both(processor, tmp_path):
     question, images = _question(tmp_path, 0)
     train_ids, _ = _training_ids(processor, question, images, system="Be brief.")

@@ -1,4 +1,4 @@
-"""Strict verdict parsing, classification, the Appendix-A judge prompt, and the pre-screen."""
+"""Verdict parsing, classification, the Appendix-A judge prompt, and the pre-screen."""
 
 from __future__ import annotations
 
@@ -30,17 +30,18 @@ def test_valid_verdicts_parse_to_yes_no():
     parsed = parse_verdict("```json\n" + json.dumps(mixed, indent=2) + "\n```")
     assert parsed["No_Hallucination"] == "No" and parsed["Reflection_Presence"] == "No"
     assert parse_verdict(json.dumps({**GOOD, "comment": "fine"})) == GOOD  # extra fields ignored
+    # issue 14: the shared JSON reader finds the verdict in prose, and true/false are Yes/No
+    assert parse_verdict("Here it is: " + json.dumps(GOOD)) == GOOD
+    assert parse_verdict(json.dumps({**GOOD, "Answer_Correctness": True})) == GOOD
 
 
 @pytest.mark.parametrize("text, message", [
     ("", "empty"),
     ("Looks good to me.", "not a JSON object"),
-    ("Here it is: " + json.dumps(GOOD), "not a JSON object"),          # prose around the JSON
     (json.dumps([GOOD]), "expected a JSON object"),
     (json.dumps({k: v for k, v in GOOD.items() if k != "Reflection_Presence"}), "missing field"),
     (json.dumps({**GOOD, "Logical_Consistency": "Yes/No"}), "Logical_Consistency"),
     (json.dumps({**GOOD, "Logical_Consistency": "Partially"}), "Logical_Consistency"),
-    (json.dumps({**GOOD, "Answer_Correctness": True}), "Answer_Correctness"),
     (('{"Answer_Correctness": "Yes", "Answer_Correctness": "No", "Logical_Consistency": "Yes", '
       '"Image_Analysis_Involvement": "Yes", "No_Hallucination": "Yes", "Reflection_Presence": "Yes"}'), "twice"),
 ])

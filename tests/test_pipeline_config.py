@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from mede2_plugin.pipeline.config import SIMULATED, load_pipeline_config
-from mede2_plugin.pipeline.simulated import QuestionScript, SimulatedRoles
+from mede2_plugin.pipeline.simulated import (
+    TEACHER_FORMATS,
+    QuestionScript,
+    SimulatedRoles,
+    load_script,
+)
 from mede2_plugin.pipeline.stages import (
     Context,
     Layout,
@@ -149,6 +154,30 @@ def test_simulated_solvers_and_teachers_follow_the_script() -> None:
     assert "\\boxed{C}" in summary                                                      # scripted wrong teacher
     assert json.loads(roles(_body("simulated-classifier", prompt), 0))["category"] == "reasoning"
     assert roles(_body("simulated-nobody", prompt), 0).startswith("The simulated server has no script")
+
+
+@pytest.mark.parametrize("form", TEACHER_FORMATS)
+def test_simulated_teacher_formats_read_back_as_the_same_trace(form: str) -> None:
+    from mede2_plugin.distill.traces import parse_reply
+
+    questions = _roles().questions.values()
+    roles = SimulatedRoles(list(questions), {}, teacher_formats={"simulated-reasoner": form})
+    reply = roles(_body("simulated-reasoner", "Which drug reverses opioid toxicity?"), 0)
+    text, reasoning = reply if isinstance(reply, tuple) else (reply, None)
+    parsed = parse_reply({"text": text, "reasoning": reasoning}, "auto")
+    assert (parsed.reasoning, parsed.final) == ("Pinpoint pupils. Wait, let me check. So the answer is B.",
+                                                "The answer is \\boxed{B}.")
+    assert ("<think>" in text) == (form == "think_answer") and ("<answer>" in text) == (form in ("answer_tags",
+                                                                                              "think_answer"))
+
+
+def test_demo_script_has_a_paper_format_teacher(tmp_path: Path) -> None:
+    scripts, formats = load_script(examples_dir() / "demo" / "simulated_roles.yaml")
+    assert formats == {"simulated-reasoner": "think_answer"} and scripts["medqa-train-2"].strong == "never"
+    bad = tmp_path / "roles.yaml"
+    bad.write_text("teacher_formats: {simulated-reasoner: xml}\n")
+    with pytest.raises(ValueError, match="roles.yaml: teacher_formats .*must be one of"):
+        load_script(bad)
 
 
 def test_simulated_mmrp_judge_rules() -> None:

@@ -9,18 +9,16 @@ arrives. Output rows::
      "usage": {"prompt_tokens", "completion_tokens"}, "cost_usd", "cached", "backend", "model",
      "stage", "error"}
 
-``parsed`` is present when the request asked for JSON (``response_schema``): the decoded value,
-or None when the text is not valid JSON. ``cost_usd`` is what this row cost in this run (0.0 for
-a cache hit, None when the model's price is unknown). A failed item has ``samples: []`` and an
-``error`` saying why.
+``parsed`` is present when the request asked for JSON (``response_schema``): the reply's JSON
+value read by the shared reader (:func:`mede2_plugin.replies.parse_json`), or None when it
+holds none. ``cost_usd`` is what this row cost in this run (0.0 for a cache hit, None when the
+model's price is unknown). A failed item has ``samples: []`` and an ``error`` saying why.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import re
 import threading
 import time
 from collections.abc import Iterable
@@ -34,6 +32,7 @@ from mede2_plugin.client.config import BackendConfig, ChatRequest
 from mede2_plugin.client.cost import Budget, call_cost, format_usd, price_for
 from mede2_plugin.client.limits import RateLimiter, estimate_tokens
 from mede2_plugin.jsonl import JsonlStore
+from mede2_plugin.replies import parse_json as parse_json_text
 
 CACHE_DIR_NAME = ".mede2-cache"
 MAX_ERROR_CHARS = 600
@@ -90,18 +89,6 @@ class BatchSummary:
         if self.budget_exhausted:
             text += f"; budget reached, {self.not_attempted} not attempted"
         return text
-
-
-def parse_json_text(text: str) -> Any:
-    """The JSON value in ``text`` (a ```json fence allowed), or None."""
-    stripped = text.strip()
-    fence = re.match(r"^```(?:json)?\s*(.*?)\s*```$", stripped, re.S)
-    if fence:
-        stripped = fence.group(1)
-    try:
-        return json.loads(stripped)
-    except (json.JSONDecodeError, ValueError):
-        return None
 
 
 def _redactor(config: BackendConfig):

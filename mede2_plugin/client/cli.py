@@ -33,6 +33,7 @@ _FLAGS: list[tuple[str, str, Any, str]] = [
     ("budget-usd", "budget_usd", float, "stop starting requests once this run has spent this much"),
     ("cache-dir", "cache_dir", str, "response cache folder ('off' disables; default next to the output)"),
     ("thinking-budget", "thinking_budget", int, "Gemini thinking budget in tokens"),
+    ("gemini-api-version", "gemini_api_version", str, "Gemini API version of the request path (default v1beta)"),
     ("reasoning-effort", "reasoning_effort", str, "OpenAI reasoning_effort (low | medium | high)"),
     ("batch-size", "batch_size", int, "requests per engine call for vllm/local (default 64)"),
 ]

@@ -49,6 +49,11 @@ class BackendConfig:
             it; None puts it next to the output (``<output folder>/.mede2-cache``); ``"off"``
             disables caching.
         thinking_budget: Gemini thinking budget in tokens (None: the model's default; 0: off).
+        gemini_api_version: Gemini API version of the request path
+            (``{base_url}/v1beta/models/{model}:generateContent``), set explicitly rather than left
+            to google-genai, whose default moved from ``v1beta`` to ``v1`` in 3.x. ``v1beta`` is the
+            version whose ``generateContent`` takes all the backend sends: ``systemInstruction``,
+            ``responseJsonSchema``, ``thinkingConfig`` with ``includeThoughts``, inline images.
         reasoning_effort: OpenAI ``reasoning_effort`` for reasoning models (None: not sent).
         batch_size: requests per engine call for batch backends (``vllm``, ``local``).
         engine_args: extra arguments of in-process engines (``local``: LLaMA-Factory model args
@@ -74,6 +79,7 @@ class BackendConfig:
     budget_usd: float | None = None
     cache_dir: str | None = None
     thinking_budget: int | None = None
+    gemini_api_version: str = "v1beta"
     reasoning_effort: str | None = None
     batch_size: int = 64
     engine_args: dict[str, Any] = field(default_factory=dict)

@@ -6,6 +6,14 @@ original ones, with the rewritten stem and patient information, and the original
 beside the rewrite in ``metadata["caption_stripping"]``. Each rewrite is checked
 (:func:`check_rewrite`, rules in :class:`~mede2_plugin.curate.config.StripConfig`); a failed
 rewrite drops the question, or keeps it unrewritten with ``on_check_failure: keep_original``.
+[human review] A reviewer's decision in ``mede2 review`` (accept, edit, reject) overrides the
+model's rewrite and the checks (:mod:`mede2_plugin.review.decisions`); a rerun applies it again.
+
+Replies read (:func:`parse_rewrite`, through the shared JSON reader
+:func:`mede2_plugin.replies.sample_json`; rewriters: GPT-4o, Gemini, open models): the backend's
+schema-parsed JSON; bare JSON; JSON in a ```` ```json ```` fence or with prose around it; JSON
+after a ``<think>`` block; ``removed`` as a list or a single string. No JSON object with a
+non-empty ``question`` is ``rewrite_unparsable``.
 
 Files in the step folder: ``<rewriter>.results.jsonl``, ``records.jsonl`` (original and rewrite
 side by side, checks), ``review.md`` (the same for people), ``kept.jsonl``, ``report.json``.
@@ -25,7 +33,6 @@ from mede2_plugin.curate.common import (
     StepReport,
     ask_image_questions,
     json_question_request,
-    parse_json_reply,
     row_error,
     row_samples,
     write_step_outputs,
@@ -33,6 +40,8 @@ from mede2_plugin.curate.common import (
 from mede2_plugin.curate.config import CurateConfig, StripConfig
 from mede2_plugin.prompts import template_hash
 from mede2_plugin.questions import Question
+from mede2_plugin.replies import sample_json
+from mede2_plugin.review.decisions import apply_rewrite_decision, review_counts, rewrite_decisions
 
 RESPONSE_SCHEMA = {
     "type": "object",
@@ -67,7 +76,7 @@ def ask_sentence(text: str) -> str:
 
 def parse_rewrite(sample: dict[str, Any]) -> dict[str, Any] | None:
     """``{"patient_info", "question", "removed"}`` from a reply; None without a non-empty question."""
-    reply = parse_json_reply(sample)
+    reply = sample_json(sample)
     if not isinstance(reply, dict) or not isinstance(reply.get("question"), str) or not reply["question"].strip():
         return None
     removed = reply.get("removed") or []
@@ -172,8 +181,12 @@ def run_strip(questions: list[Question], config: CurateConfig, step_dir: Path) -
                                                 step_dir, "curate:strip")
     asked = {q.id for q in to_ask}
     records, replaced = [], {}
+    decisions = rewrite_decisions(step_dir)  # [human review] the reviewers' decisions (mede2 review)
     for question in questions:
         record, kept_question = strip_record(question, rows.get(question.id), cfg, question.id in asked)
+        if question.id in asked and question.id in decisions:  # [human review] a decision overrides the model's
+            record, reviewed = apply_rewrite_decision(record, question, decisions[question.id], cfg.on_check_failure)
+            kept_question = reviewed or kept_question
         records.append(record)
         replaced[question.id] = kept_question
     (step_dir / "review.md").write_text(review_markdown(records), encoding="utf-8")
@@ -181,7 +194,8 @@ def run_strip(questions: list[Question], config: CurateConfig, step_dir: Path) -
     extra = {"rewritten": sum(1 for r in records if r.get("kept") and r.get("rewrite") and not r["failed_checks"]),
              "unchanged": sum(1 for r in records if r.get("rewrite") and not r.get("changed")),
              "kept_original": sum(1 for r in records if r.get("kept_original")),
-             "failed_checks": dict(failed), "prompt_hash": template_hash(cfg.prompt_template)}
+             "failed_checks": dict(failed), "prompt_hash": template_hash(cfg.prompt_template),
+             "human_review": review_counts(records)}  # [human review]
     report = write_step_outputs(step_dir, "strip", records, {q.id: q for q in questions}, [summary], extra,
                                 kept_questions=replaced)
     report.outputs["review"] = str(step_dir / "review.md")

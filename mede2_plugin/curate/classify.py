@@ -5,6 +5,12 @@ returns ``{"category": ..., "rationale": ...}``. With several samples the majori
 Questions in a dropped category are dropped with the category as the reason. Text-only
 questions pass unclassified unless ``text_questions: classify``.
 
+Replies read (:func:`parse_category`; classifiers: GPT-4o, Gemini, open models): the backend's
+schema-parsed JSON; bare JSON; JSON in a ```` ```json ```` fence or with prose around it; JSON
+after a ``<think>`` block (Gemini thoughts and ``reasoning_content`` stay out of the text); labels
+in any case or spelling (``"Pattern Recognition"``, ``"knowledge-recall"``); no JSON at all but
+the answer naming exactly one category ("This is clearly knowledge recall.").
+
 Files in the step folder: ``<classifier>.results.jsonl``, ``records.jsonl`` (each question with
 its votes and rationales), ``kept.jsonl``, ``report.json``.
 """
@@ -22,7 +28,6 @@ from mede2_plugin.curate.common import (
     StepReport,
     ask_image_questions,
     json_question_request,
-    parse_json_reply,
     row_error,
     row_samples,
     write_step_outputs,
@@ -30,6 +35,7 @@ from mede2_plugin.curate.common import (
 from mede2_plugin.curate.config import CATEGORIES, ClassifyConfig, CurateConfig
 from mede2_plugin.prompts import template_hash
 from mede2_plugin.questions import Question
+from mede2_plugin.replies import sample_json, visible_text
 
 RESPONSE_SCHEMA = {
     "type": "object",
@@ -60,14 +66,15 @@ def normalise_category(value: Any) -> str | None:
 def parse_category(sample: dict[str, Any]) -> tuple[str | None, str]:
     """``(category, rationale)`` from one classifier reply; category None when it cannot be told.
 
-    JSON ``{"category": ...}`` first; otherwise the text counts when it names exactly one category.
+    JSON ``{"category": ...}`` first (the shared reader, :func:`mede2_plugin.replies.sample_json`);
+    otherwise the reply's answer part (reasoning left out) counts when it names exactly one category.
     """
-    reply = parse_json_reply(sample)
+    reply = sample_json(sample)
     if isinstance(reply, dict):
         category = normalise_category(reply.get("category"))
         if category is not None:
             return category, str(reply.get("rationale") or "")
-    text = (sample.get("text") or "").casefold()
+    text = (visible_text(sample.get("text")) or "").casefold()
     named = {c for c, names in _SYNONYMS.items() for n in names[:3] if n in text}
     if len(named) == 1:
         return named.pop(), ""

@@ -193,28 +193,6 @@ def row_error(row: dict[str, Any] | None) -> str:
     return str(row.get("error") or "no samples")
 
 
-def parse_json_reply(sample: dict[str, Any]) -> Any:
-    """The JSON value of a sample: the backend's ``parsed`` value, else the text decoded.
-
-    Accepts a fenced ``json`` block or the first ``{...}`` object in the text.
-    """
-    if sample.get("parsed") is not None:
-        return sample["parsed"]
-    text = (sample.get("text") or "").strip()
-    fence = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
-    candidates = [fence.group(1)] if fence else []
-    candidates.append(text)
-    start, end = text.find("{"), text.rfind("}")
-    if 0 <= start < end:
-        candidates.append(text[start:end + 1])
-    for candidate in candidates:
-        try:
-            return json.loads(candidate)
-        except (json.JSONDecodeError, ValueError):
-            continue
-    return None
-
-
 # -- reports ----------------------------------------------------------------------------------
 
 @dataclass

@@ -5,6 +5,12 @@ Every attempt is stored in ``attempts.jsonl`` with the reply text, the extracted
 function of those attempts and the thresholds (:func:`decide`), so ``mede2 curate rethreshold``
 can change the thresholds without a single new call.
 
+The letter is read from the reply's text only (solvers: Qwen2.5-VL, InternVL, GPT-4o, o1, Gemini,
+reasoning models): ``\\boxed{B}`` as asked, with or without prose; a ``<think>`` block before the
+answer, or only its ``</think>`` (the answer is read after it); ``<answer>`` tags; reasoning sent
+apart (``reasoning_content``, Gemini thoughts) is not looked at; "The answer is (B)" or the option
+text without a box. A reply cut off inside ``<think>`` has no answer: wrong, not guessed.
+
 Files in the step folder: ``<solver>.results.jsonl`` (``run_batch`` replies, one file per
 solver), ``attempts.jsonl``, ``records.jsonl``, ``kept.jsonl``, ``report.json``.
 """

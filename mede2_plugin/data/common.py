@@ -150,3 +150,14 @@ FIGURE_MENTION = re.compile(r"\bFigures?\s+[A-Z]\b")
 def mentions_figure(text: str) -> bool:
     """Whether the text refers to a figure ("Figure A", "Figures A and B")."""
     return bool(FIGURE_MENTION.search(text))
+
+
+def read_text(path: Path) -> str:
+    """The file's text (UTF-8, a BOM allowed); not UTF-8 is a :class:`BankError` naming the line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise BankError(f"{path}:line {line}: not UTF-8 text (byte {data[err.start]:#04x} at offset "
+                        f"{err.start}); convert the file to UTF-8") from None

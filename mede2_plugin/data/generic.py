@@ -9,7 +9,6 @@ Example (MedMCQA: ``id, question, opa..opd, cop`` with ``cop`` 0-based)::
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from mede2_plugin.data.common import (
     normalise,
     options_from_list,
 )
+from mede2_plugin.data.csv_rows import iter_csv_rows
 from mede2_plugin.data.jsonl_rows import iter_json_lines
 from mede2_plugin.questions import Question
 
@@ -38,13 +38,7 @@ def _rows(path: Path, result: LoadResult) -> Iterator[tuple[int, str, dict[str, 
         for index, line, row in iter_json_lines(path, result):
             yield index, f"line {line}", row
     elif suffix in {".csv", ".tsv"}:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
-            _ = reader.fieldnames  # reads the header, so line_num counts it
-            end = reader.line_num
-            for index, row in enumerate(reader):
-                yield index, f"line {end + 1}", row
-                end = reader.line_num
+        yield from iter_csv_rows(path, result, delimiter="\t" if suffix == ".tsv" else ",")
     else:
         raise BankError(f"{path}: the generic loader reads .jsonl, .csv or .tsv, not {suffix!r}")
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mede2_plugin.data.common import BankError, LoadResult
+from mede2_plugin.data.common import LoadResult, read_text
 
 
 def iter_json_lines(path: Path, result: LoadResult) -> Iterator[tuple[int, int, dict[str, Any]]]:
@@ -15,10 +15,7 @@ def iter_json_lines(path: Path, result: LoadResult) -> Iterator[tuple[int, int, 
 
     ``index`` counts non-blank lines from 0 (the row number ids are built from).
     """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise BankError(f"{path}: not UTF-8 text ({err})") from None
+    text = read_text(path)
     index = 0
     for number, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():

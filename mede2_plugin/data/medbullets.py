@@ -2,15 +2,15 @@
 harness JSONL copies (``{question, options, answer, answer_idx}``).
 
 CSV header: ``link,question,opa,opb,opc,opd[,ope],answer_idx,answer,explanation``, CRLF line
-endings and quoted fields with embedded newlines (read with the ``csv`` module). About 116 of the
-308 questions mention a "Figure A" that the public release does not ship: those load as text-only
-questions with ``metadata["figure_not_shipped"]`` True (False on the others) so a report can
-count, split or exclude them.
+endings and quoted fields with embedded newlines (read by :mod:`mede2_plugin.data.csv_rows`,
+which also catches unbalanced quotes). About 116 of the 308 questions mention a "Figure A" that
+the public release does not ship: those load as text-only questions with
+``metadata["figure_not_shipped"]`` True (False on the others) so a report can count, split or
+exclude them.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,27 +24,18 @@ from mede2_plugin.data.common import (
     check_options,
     clean_text,
     mentions_figure,
+    read_text,
 )
+from mede2_plugin.data.csv_rows import iter_csv_rows
 from mede2_plugin.data.jsonl_rows import iter_json_lines
 from mede2_plugin.questions import Question
 
 OPTION_COLUMNS = ("opa", "opb", "opc", "opd", "ope")
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, str, dict[str, Any]]]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or "question" not in reader.fieldnames:
-            raise BankError(f"{path}: not a Medbullets CSV (header {reader.fieldnames})")
-        end_of_previous = reader.line_num
-        for index, row in enumerate(reader):
-            yield index, f"line {end_of_previous + 1}", row
-            end_of_previous = reader.line_num
-
-
 def _json_rows(path: Path) -> Iterator[tuple[int, str, dict[str, Any]]]:
     try:
-        columns = json.loads(path.read_text(encoding="utf-8-sig"))
+        columns = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise BankError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
     if not isinstance(columns, dict) or not all(isinstance(c, dict) for c in columns.values()):
@@ -83,7 +74,7 @@ def load_medbullets(path: Path, source: str | None = None, id_prefix: str | None
     result = LoadResult()
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        rows = _csv_rows(path)
+        rows = iter_csv_rows(path, result, required="question")
     elif suffix == ".json":
         rows = _json_rows(path)
     elif suffix == ".jsonl":

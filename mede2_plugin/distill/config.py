@@ -49,10 +49,13 @@ class TeacherConfig:
         max_tokens: most new tokens per reply; a reply that hits it is ``truncated``.
         extra: extra request fields sent as they are, e.g. ``{max_completion_tokens: 32768}`` for
             OpenAI reasoning models, which refuse ``max_tokens``.
-        reasoning: where the reasoning is: ``reasoning_content`` (the server's separate field,
-            e.g. DeepSeek's API or vLLM with a reasoning parser), ``think_tags`` (``<think>..</think>``
-            in the text), ``summary`` (the reply is only a summary: o1), or ``auto`` (the field
-            if present, else think tags, else a summary).
+        reasoning: where the reasoning is expected: ``reasoning_content`` (the server's separate
+            field, e.g. DeepSeek's API or vLLM with a reasoning parser) or ``think_tags``
+            (``<think>..</think>`` in the text); either reads the field, else the tags, so a
+            server that wraps it the other way loses nothing, and a reply with neither has
+            ``no_reasoning``. ``summary``: the reply is only a summary (o1), any reasoning in it is
+            ignored. ``auto``: the field, else the tags, else a summary. Every reply format read
+            is listed in :mod:`mede2_plugin.distill.traces`.
         expand_summary: for a summary-only reply, the paper's expansion step: ask the teacher, in
             the same conversation, to expand its summary into the complete reasoning process.
         expand_only_correct: expand only summaries whose answer is right and complete (the

@@ -4,6 +4,13 @@
 (no call); traces passing them are rated by the judge (``filter/<judge>.results.jsonl``,
 resumable) and :func:`judge_verdict` reads the rating. ``filter/records.jsonl`` holds every trace
 with ``passed``, its ``reason`` (first failure) and all failed checks.
+
+The traces' reasoning and final answer come bare from :func:`mede2_plugin.distill.traces.parse_reply`
+(every teacher format is listed there); the rule checks judge what will be trained on,
+``<think>reasoning</think><answer>final</answer>`` built once. The judge's rating is read by the
+shared JSON reader (:func:`mede2_plugin.replies.sample_json`): bare JSON, a ```` ```json ````
+fence, prose around the JSON, a think block before it, Gemini JSON with thoughts apart; scores
+``4``, ``4.0``, ``"4"`` or ``"4/5"``.
 """
 
 from __future__ import annotations
@@ -22,7 +29,6 @@ from mede2_plugin.client.config import ChatRequest
 from mede2_plugin.curate.common import (
     StepReport,
     call_models,
-    parse_json_reply,
     row_error,
     row_samples,
     slug,
@@ -32,6 +38,7 @@ from mede2_plugin.distill.generate import EXPANSION_PENDING
 from mede2_plugin.jsonl import read_jsonl, write_jsonl
 from mede2_plugin.prompts import render, template_hash
 from mede2_plugin.questions import Question
+from mede2_plugin.replies import sample_json
 
 CRITERIA = ("logical_structure", "coherence")
 RESPONSE_SCHEMA = {
@@ -82,11 +89,14 @@ def judge_request(trace: dict[str, Any], question: Question, cfg: TraceFilterCon
 
 
 def _score(value: Any) -> int | None:
+    """A 1-5 score from ``4``, ``4.0``, ``"4"`` or ``"4/5"``; None otherwise."""
+    if isinstance(value, bool):
+        return None
     try:
-        score = int(str(value).strip().split("/")[0])
+        number = float(str(value).strip().split("/")[0])
     except (TypeError, ValueError):
         return None
-    return score if 1 <= score <= 5 else None
+    return int(number) if number.is_integer() and 1 <= number <= 5 else None
 
 
 def judge_verdict(row: dict[str, Any] | None, cfg: TraceFilterConfig) -> tuple[str, dict[str, Any] | None]:
@@ -95,7 +105,7 @@ def judge_verdict(row: dict[str, Any] | None, cfg: TraceFilterConfig) -> tuple[s
     samples = row_samples(row)
     if not samples:
         return "pending_judge", {"error": row_error(row)}
-    reply = parse_json_reply(samples[0])
+    reply = sample_json(samples[0])
     scores = {name: _score(reply.get(name)) if isinstance(reply, dict) else None for name in CRITERIA}
     if any(v is None for v in scores.values()):
         return "judge_unparsable", {"raw": samples[0].get("text") or ""}

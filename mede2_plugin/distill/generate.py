@@ -143,7 +143,8 @@ def run_generate(questions: list[Question], config: DistillConfig) -> StepReport
             for index, sample in enumerate(row_samples(rows.get(question.id)) or []):
                 parsed = parse_reply(sample, teacher.reasoning)
                 if needs_expansion(question, teacher, parsed, sample.get("finish_reason")) is None:
-                    expansion_requests.append(expansion_request(question, teacher, config, index, parsed.final))
+                    summary_turn = (sample.get("text") or "").strip()  # the reply as the teacher wrote it
+                    expansion_requests.append(expansion_request(question, teacher, config, index, summary_turn))
         expansions: dict[str, dict[str, Any]] = {}
         if expansion_requests or (folder / f"{label}.expand.results.jsonl").exists():
             expansions, summary = call_models(expansion_requests, folder / f"{label}.expand.results.jsonl",

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mede2_plugin.engines.vllm_env import (
+    AUTO,
+    CPU_LOCK_NAME,
     DEFAULT_DIR_NAME,
     ENV_DIR_VAR,
     PYPI_INDEX,
@@ -30,6 +32,12 @@ def vllm_env_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Name
     parser.add_argument("--package", default=None,
                         help="how to install mede2-plugin there, e.g. '-e /path/to/clone' or 'mede2-plugin==0.1.0' "
                              "(default: like the calling environment has it)")
+    lock = parser.add_mutually_exclusive_group()
+    lock.add_argument("--lock", default=AUTO, metavar="FILE",
+                      help="install exactly this lock file (NAME==VERSION lines) with no resolution (default: "
+                           f"the shipped locks/{CPU_LOCK_NAME} on a CPU-only machine, none on GPUs)")
+    lock.add_argument("--no-lock", action="store_true",
+                      help="resolve the newest versions allowed instead of installing a lock")
     parser.add_argument("--python", default=None, help="interpreter that creates the venv (default: this one)")
     parser.add_argument("--force", action="store_true", help="redo every step even if the environment is complete")
     parser.add_argument("--print-python", action="store_true",
@@ -46,7 +54,8 @@ def vllm_env_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Name
             print(python)
             return 0
         spec = VLLMEnvSpec(path=Path(args.path) if args.path else default_env_dir(), device=args.device,
-                           vllm=args.vllm, index_url=args.index_url, package=args.package)
+                           vllm=args.vllm, index_url=args.index_url, package=args.package,
+                           lock=None if args.no_lock else args.lock)
         if args.python:
             spec.python = args.python
         build_vllm_env(spec, force=args.force)

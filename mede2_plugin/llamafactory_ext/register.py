@@ -1,25 +1,41 @@
-"""Merge MedE2 dataset entries into a LLaMA-Factory ``dataset_info.json``, idempotently.
+"""Merge dataset entries into a LLaMA-Factory ``dataset_info.json``, idempotently and safely.
 
-Used by every stage that writes a dataset (``mede2 distill``, ``mede2 pairs``) and by
-``mede2 register --dataset-dir DIR`` for another project: their entries are kept, an identical
-entry is left alone, a different entry of the same name is refused unless ``force``.
+Used by every stage that writes a dataset (``mede2 distill``, ``mede2 pairs``), by
+``mede2 resources`` and by ``mede2 register --dataset-dir DIR`` for another project: their
+entries are kept, an identical entry is left alone, a different entry of the same name is
+refused unless ``force``. The file is updated under a lock and replaced atomically in its own
+JSON style (:func:`mede2_plugin.core.files.update_json`), so two runs at once lose nothing, a
+symlinked ``dataset_info.json`` stays a link, its mode is kept and a read-only one is refused.
+
+Entries taken from another folder (``source_dir``) either keep pointing at their files there
+(paths rewritten relative to the target) or have their files copied into the target folder
+(``copy_files``): the data file or folder of each entry and the images, videos and audios its
+JSON/JSONL records name by a relative path inside ``source_dir``, in the same layout. Sources
+inside an installed package (site-packages) are always copied: a path into site-packages breaks
+on upgrade, uninstall or a moved environment, so none is ever written.
 """
 
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import os
-from collections.abc import Callable
+import shutil
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mede2_plugin.core.files import atomic_writer, read_json, update_json
+
 DATASET_INFO = "dataset_info.json"
+MEDIA_COLUMNS = ("images", "videos", "audios")
 
 
 class RegistrationConflict(ValueError):
-    """A different entry of the same name already exists in the target ``dataset_info.json``."""
+    """A different entry or file of the same name already exists in the target folder."""
 
 
 @dataclass
@@ -28,6 +44,7 @@ class MergeReport:
     added: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)
+    copied: list[Path] = field(default_factory=list)
 
 
 def read_dataset_info(dataset_dir: str | Path) -> dict[str, Any]:
@@ -35,13 +52,32 @@ def read_dataset_info(dataset_dir: str | Path) -> dict[str, Any]:
     path = Path(dataset_dir) / DATASET_INFO
     if not path.exists():
         return {}
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    info, _ = read_json(path)
+    _check_object(info, path)
+    return info
+
+
+def _check_object(info: Any, path: Path) -> None:
     if not isinstance(info, dict):
         raise ValueError(f"{path}: expected a JSON object of dataset entries")
-    return info
+
+
+def installed_roots() -> list[Path]:
+    """Folders of installed packages: site-packages (system, venv, user) and this package's own."""
+    import site
+    import sysconfig
+
+    roots = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    roots.update(site.getsitepackages())
+    roots.add(site.getusersitepackages())
+    roots.add(str(Path(__file__).resolve().parents[1]))
+    return [Path(root).resolve() for root in roots]
+
+
+def inside_installed_package(path: str | Path) -> bool:
+    """True when ``path`` lies in site-packages or in the installed ``mede2_plugin`` package."""
+    resolved = Path(path).resolve()
+    return any(resolved.is_relative_to(root) for root in installed_roots())
 
 
 def _relocate(entry: dict[str, Any], source_dir: Path | None, target_dir: Path) -> dict[str, Any]:
@@ -60,41 +96,126 @@ def _relocate(entry: dict[str, Any], source_dir: Path | None, target_dir: Path) 
     return entry
 
 
+def _records(path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a ``.json`` (list) or ``.jsonl`` data file; other formats have none we read."""
+    if path.suffix == ".jsonl":
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError as err:
+                        raise ValueError(f"{path}: line {number}: not valid JSON ({err.msg})") from None
+    elif path.suffix == ".json":
+        data, _ = read_json(path)
+        yield from data if isinstance(data, list) else []
+
+
+def _media_paths(record: Any, columns: list[str]) -> Iterator[str]:
+    if not isinstance(record, dict):
+        return
+    for column in columns:
+        value = record.get(column)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and item and not os.path.isabs(item) and "://" not in item:
+                yield item
+
+
+def _entry_files(name: str, entry: dict[str, Any], source_dir: Path) -> list[Path]:
+    """Files of one entry to copy, relative to ``source_dir``: data file(s) and the media they name.
+
+    Media resolve as at load time (against the data file's folder, then ``source_dir``, LLaMA-
+    Factory's ``media_dir``); a path that leads outside ``source_dir`` is never read or copied.
+    """
+    file_name = entry.get("file_name")
+    if not file_name or entry.get("load_from", "file") != "file" or os.path.isabs(file_name):
+        return []
+    root = source_dir.resolve()
+    data = (root / file_name).resolve()
+    if not data.is_relative_to(root) or not data.exists():
+        raise ValueError(f"{source_dir / DATASET_INFO}: entry {name!r}: file_name {file_name!r} "
+                         f"is not a file or folder inside {source_dir}")
+    data_files = sorted(p for p in data.rglob("*") if p.is_file()) if data.is_dir() else [data]
+    columns = entry.get("columns") or {}
+    media_columns = [columns.get(kind, kind) for kind in MEDIA_COLUMNS]
+    found = {p.relative_to(root) for p in data_files}
+    for data_file in data_files:
+        for record in _records(data_file):
+            for media in _media_paths(record, media_columns):
+                for base in (data_file.parent, root):
+                    candidate = (base / media).resolve()
+                    if candidate.is_relative_to(root) and candidate.is_file():
+                        found.add(candidate.relative_to(root))
+                        break
+    return sorted(found)
+
+
+def _plan_copies(names: list[str], entries: dict[str, dict[str, Any]], source_dir: Path, target_dir: Path,
+                 force: bool) -> list[tuple[Path, Path]]:
+    """(source, target) files still to copy; refuses to overwrite a different file unless ``force``."""
+    copies, clashes = [], []
+    for relative in sorted({p for name in names for p in _entry_files(name, entries[name], source_dir)}):
+        source, target = source_dir / relative, target_dir / relative
+        if target.exists() and filecmp.cmp(source, target, shallow=False):
+            continue
+        if target.exists() and not force:
+            clashes.append(str(relative))
+        copies.append((source, target))
+    if clashes:
+        raise RegistrationConflict(f"{target_dir}: files {clashes} already exist with other content; "
+                                   "move them or pass --force to overwrite them")
+    return copies
+
+
 def merge_dataset_info(dataset_dir: str | Path, entries: dict[str, dict[str, Any]],
-                       source_dir: str | Path | None = None, force: bool = False) -> MergeReport:
+                       source_dir: str | Path | None = None, force: bool = False,
+                       copy_files: bool = False) -> MergeReport:
     """Merge ``entries`` into ``dataset_dir/dataset_info.json`` (created when missing).
 
-    ``file_name`` of entries coming from ``source_dir`` is rewritten relative to ``dataset_dir``.
-    Raises :class:`RegistrationConflict` (and writes nothing) when a name exists with another
-    definition and ``force`` is false.
+    Entries from ``source_dir`` have their files copied into ``dataset_dir`` (``copy_files``,
+    forced for a source inside an installed package) or their ``file_name`` rewritten relative
+    to ``dataset_dir``. Raises :class:`RegistrationConflict` (and changes nothing) when a name
+    exists with another definition, or a copy would overwrite another file, and ``force`` is false.
     """
     target_dir = Path(dataset_dir)
     target_dir.mkdir(parents=True, exist_ok=True)
-    info = read_dataset_info(target_dir)
+    source = Path(source_dir) if source_dir is not None else None
+    copy_files = copy_files or (source is not None and inside_installed_package(source))
     report = MergeReport(target=target_dir / DATASET_INFO)
-    conflicts = []
-    for name, entry in entries.items():
-        entry = _relocate(entry, Path(source_dir) if source_dir else None, target_dir)
-        if name not in info:
-            report.added.append(name)
-        elif info[name] == entry:
-            report.unchanged.append(name)
-            continue
-        elif force:
-            report.replaced.append(name)
-        else:
-            conflicts.append(name)
-            continue
-        info[name] = entry
-    if conflicts:
-        raise RegistrationConflict(
-            f"{report.target}: entries {conflicts} already exist with a different definition; "
-            "rename them or pass --force to replace them"
-        )
-    if report.added or report.replaced:
-        tmp = report.target.with_name(DATASET_INFO + ".tmp")
-        tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, report.target)
+
+    def change(info: Any) -> dict[str, Any] | None:
+        _check_object(info, report.target)
+        new, conflicts = {}, []
+        for name, entry in entries.items():
+            entry = dict(entry) if copy_files else _relocate(entry, source, target_dir)
+            if name not in info:
+                report.added.append(name)
+            elif info[name] == entry:
+                report.unchanged.append(name)
+                continue
+            elif force:
+                report.replaced.append(name)
+            else:
+                conflicts.append(name)
+                continue
+            new[name] = entry
+        if conflicts:
+            raise RegistrationConflict(
+                f"{report.target}: entries {conflicts} already exist with a different definition; "
+                "rename them or pass --force to replace them")
+        changed = [*report.added, *report.replaced]
+        if copy_files and source is not None:
+            for src, dst in _plan_copies(changed, entries, source, target_dir, force):
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                with src.open("rb") as handle, atomic_writer(dst) as out:
+                    shutil.copyfileobj(handle, out)
+                report.copied.append(dst)
+        if not new:
+            return None
+        info.update(new)
+        return info
+
+    update_json(report.target, change)
     return report
 
 
@@ -102,32 +223,47 @@ def register_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Name
     parser.add_argument("--dataset-dir", required=True,
                         help="the project's LLaMA-Factory dataset folder (its dataset_info.json is updated)")
     parser.add_argument("--from", dest="source", default=None,
-                        help="folder (or dataset_info.json) whose MedE2 entries to merge; default: the "
+                        help="folder (or dataset_info.json) whose entries to merge; default: the "
                              "bundled tiny sample datasets (examples/tiny/data)")
     parser.add_argument("--only", nargs="+", default=None, help="merge only these entry names")
     parser.add_argument("--force", action="store_true",
-                        help="replace entries of the same name that differ (default: refuse)")
+                        help="replace entries (and copied files) of the same name that differ (default: refuse)")
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--copy", action="store_true", dest="copy",
+                     help="copy the data files and the media they name into --dataset-dir "
+                          "(the default, and the only choice, when the source is inside site-packages)")
+    how.add_argument("--link", action="store_true",
+                     help="leave the files where they are and point the entries at them by relative path "
+                          "(the default for a source outside site-packages, e.g. a clone)")
 
     def run(args: argparse.Namespace) -> int:
         from mede2_plugin.resources import examples_dir
 
         source = Path(args.source) if args.source else examples_dir() / "tiny" / "data"
         source_dir = source.parent if source.name == DATASET_INFO else source
-        entries = read_dataset_info(source_dir)
-        if not entries:
-            parser.error(f"no dataset entries found in {source_dir / DATASET_INFO}")
-        if args.only:
-            missing = sorted(set(args.only) - set(entries))
-            if missing:
-                parser.error(f"{source_dir / DATASET_INFO} has no entries {missing}")
-            entries = {k: v for k, v in entries.items() if k in args.only}
+        if args.link and inside_installed_package(source_dir):
+            parser.error(f"{source_dir} is inside an installed package (site-packages); a link to it breaks "
+                         "on upgrade or uninstall: leave out --link to copy the files")
         try:
-            report = merge_dataset_info(args.dataset_dir, entries, source_dir=source_dir, force=args.force)
+            entries = read_dataset_info(source_dir)
+            if not entries:
+                parser.error(f"no dataset entries found in {source_dir / DATASET_INFO}")
+            if args.only:
+                missing = sorted(set(args.only) - set(entries))
+                if missing:
+                    parser.error(f"{source_dir / DATASET_INFO} has no entries {missing}")
+                entries = {k: v for k, v in entries.items() if k in args.only}
+            report = merge_dataset_info(args.dataset_dir, entries, source_dir=source_dir, force=args.force,
+                                        copy_files=args.copy)
         except RegistrationConflict as err:
-            print(f"error: {err}")
+            print(f"error: {err}", file=sys.stderr)
             return 1
+        except (ValueError, OSError) as err:  # malformed JSON, read-only target, ...
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        copied = f", copied {len(report.copied)} files" if report.copied else ""
         print(f"{report.target}: added {report.added or '-'}, unchanged {report.unchanged or '-'}, "
-              f"replaced {report.replaced or '-'}")
+              f"replaced {report.replaced or '-'}{copied}")
         return 0
 
     return run

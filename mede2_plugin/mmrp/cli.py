@@ -92,6 +92,9 @@ def _add_pairs_arguments(parser: argparse.ArgumentParser) -> None:
                        help="absolute: keep absolute image paths; copy: copy images into OUT_DIR/images")
     group.add_argument("--no-judged-entry", action="store_true",
                        help="do not add the NAME_judged (mede2_judged, pairs built at load time) entry")
+    group.add_argument("--drop-flagged", nargs="?", const="auto", metavar="REVIEW_DIR",  # [human review]
+                       help="leave out the pairs a reviewer flagged in `mede2 review` (default: the review "
+                            "folder found above the judged file)")
 
 
 def _policy(args: argparse.Namespace) -> Any:
@@ -143,12 +146,26 @@ def _judge(args: argparse.Namespace, rollouts: str, output: str) -> int:
     return 1 if summary.incomplete_questions else 0
 
 
+def _flagged(args: argparse.Namespace, judged: str) -> dict[str, set[str]] | None:
+    """[human review] The pairs flagged in the review folder, with ``--drop-flagged``."""
+    if not args.drop_flagged:
+        return None
+    from mede2_plugin.review.decisions import flagged_pairs
+
+    source = judged if args.drop_flagged == "auto" else args.drop_flagged
+    if args.drop_flagged != "auto" and not Path(source).is_dir():
+        raise ValueError(f"--drop-flagged {source}: no such review folder")
+    flagged = flagged_pairs(source)
+    print(f"[pairs] {len(flagged)} pair(s) flagged by reviewers", file=sys.stderr)
+    return flagged
+
+
 def _pairs(args: argparse.Namespace, judged: str, out_dir: str) -> int:
     from mede2_plugin.mmrp.pairs import load_judged, write_preference_dataset
     from mede2_plugin.mmrp.stats import compute_stats
 
     report = write_preference_dataset(judged, out_dir, _policy(args), name=args.name, images=args.images,
-                                      judged_entry=not args.no_judged_entry)
+                                      judged_entry=not args.no_judged_entry, drop=_flagged(args, judged))
     stats = compute_stats(load_judged(judged))
     (Path(out_dir) / f"{args.name}_stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     print(f"[pairs] {report.questions} questions -> {report.pairs} pairs ({report.pairs_with_hard_negative} with a "

@@ -1,17 +1,26 @@
-"""The five MMRP criteria, the judge's JSON response schema, and strict verdict parsing.
+"""The five MMRP criteria, the judge's JSON response schema, and verdict parsing.
 
-A verdict is valid only when the judge's text is one JSON object (optionally inside a single
-```json fence) holding each of the five fields exactly once with the value ``"Yes"`` or ``"No"``
-(case and surrounding spaces ignored). Anything else — prose around the JSON, a missing field,
-``"Yes/No"``, ``"Partially"``, ``true``, a duplicated key — raises :class:`VerdictError`, and
-the judge stage retries the call.
+A verdict is the one JSON object of the judge's reply, found by the shared reader
+:func:`mede2_plugin.replies.parse_json`, holding each of the five fields exactly once with a
+Yes/No value read by :func:`mede2_plugin.replies.yes_no`. Reply shapes accepted (judges: Gemini
+2.5 with or without thoughts and a response schema, GPT-4o / o-series, open models on vLLM):
+
+* bare JSON, or JSON in a ```` ```json ```` fence (Gemini without a schema, GPT-4o);
+* JSON with prose before or after it ("Here is my evaluation: ...");
+* JSON after a ``<think>...</think>`` block, or after a bare ``</think>`` (reasoning models served
+  without a reasoning parser); Gemini thoughts and ``reasoning_content`` never reach the text;
+* field values ``"Yes"``, ``"yes"``, ``" NO "``, ``"No."``, ``true`` / ``false``.
+
+Anything else raises :class:`VerdictError` and the judge stage asks again: no JSON object, two
+different objects, a missing field, ``"Yes/No"``, ``"Partially"``, a duplicated key.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
+
+from mede2_plugin.replies import parse_json, yes_no
 
 #: The paper's five criteria (Appendix A), in its order; the JSON field names of a verdict.
 CRITERIA: tuple[str, ...] = (
@@ -33,8 +42,6 @@ VERDICT_SCHEMA: dict[str, Any] = {
     "required": list(CRITERIA),
 }
 
-_FENCE = re.compile(r"\A```(?:json|JSON)?[ \t]*\n(.*)\n[ \t]*```\Z", re.DOTALL)
-
 
 class VerdictError(ValueError):
     """A judge reply that is not a valid five-field Yes/No verdict."""
@@ -50,20 +57,15 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def parse_verdict(text: str | None) -> dict[str, str]:
-    """Parse a judge reply into ``{criterion: "Yes" | "No"}`` for all five criteria, strictly.
+    """Parse a judge reply into ``{criterion: "Yes" | "No"}`` for all five criteria (module doc).
 
     Extra fields besides the five are ignored. Raises :class:`VerdictError` saying what is wrong.
     """
     if text is None or not text.strip():
         raise VerdictError("empty reply")
-    body = text.strip()
-    fenced = _FENCE.match(body)
-    if fenced:
-        body = fenced.group(1).strip()
-    try:
-        data = json.loads(body, object_pairs_hook=_no_duplicates)
-    except json.JSONDecodeError as err:
-        raise VerdictError(f"not a JSON object ({err.msg} at char {err.pos})") from None
+    data = parse_json(text, object_pairs_hook=_no_duplicates)
+    if data is None:
+        raise VerdictError("not a JSON object (none, or several different ones, in the reply)")
     if not isinstance(data, dict):
         raise VerdictError(f"expected a JSON object, got {type(data).__name__}")
     missing = [name for name in CRITERIA if name not in data]
@@ -71,11 +73,10 @@ def parse_verdict(text: str | None) -> dict[str, str]:
         raise VerdictError(f"missing field(s) {', '.join(missing)}")
     verdict: dict[str, str] = {}
     for name in CRITERIA:
-        value = data[name]
-        normalized = value.strip().capitalize() if isinstance(value, str) else None
-        if normalized not in (YES, NO):
-            raise VerdictError(f"field {name!r} must be \"Yes\" or \"No\", got {json.dumps(value)[:40]}")
-        verdict[name] = normalized
+        value = yes_no(data[name])
+        if value is None:
+            raise VerdictError(f"field {name!r} must be \"Yes\" or \"No\", got {json.dumps(data[name])[:40]}")
+        verdict[name] = YES if value else NO
     return verdict
 
 

@@ -5,8 +5,10 @@ For every rolled-out question, each candidate is first pre-screened
 criterion 1 and makes the candidate a negative without a judge call (``send_all`` judges it
 anyway, the paper's protocol). The others go to the judge with the question's images, the ground
 truth and the candidate (``templates/prompts/mmrp_judge.j2``), asking for JSON through a response
-schema. A reply that is not a strict five-field Yes/No verdict is asked again as a new request
-(``<question id>/<candidate>#<attempt>``); after ``max_attempts`` it is recorded as *unjudged*.
+schema. The verdict is read from the reply's text by :func:`mede2_plugin.mmrp.criteria.parse_verdict`
+(the reply shapes it accepts are listed there); a reply that holds no valid five-field Yes/No
+verdict is asked again as a new request (``<question id>/<candidate>#<attempt>``); after
+``max_attempts`` it is recorded as *unjudged*.
 
 Output: one *judged-question* row per question (``JsonlStore`` keyed by question id), the input
 of the pair builder and of the ``mede2_judged`` LLaMA-Factory format. Every field has one type in

@@ -48,6 +48,7 @@ from mede2_plugin.mmrp.criteria import (
     failed_criteria,
     is_hard_negative,
 )
+from mede2_plugin.review.decisions import drop_flagged
 
 POSITIVE_USES = ("once", "all")
 IMAGE_MODES = ("absolute", "copy")
@@ -264,15 +265,17 @@ class PairReport:
     questions_without_negative: list[str] = field(default_factory=list)
     questions_without_judged: list[str] = field(default_factory=list)
     pairs_per_question: dict[str, int] = field(default_factory=dict)
+    flagged_dropped: list[str] = field(default_factory=list)  # [human review] flagged pairs left out
     files: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def build_pairs(rows: Iterable[dict[str, Any]], policy: PairingPolicy | None = None
-                ) -> tuple[list[dict[str, Any]], PairReport]:
-    """Native ``mede2_pref`` records of all pairs of judged rows, and the report."""
+def build_pairs(rows: Iterable[dict[str, Any]], policy: PairingPolicy | None = None,
+                drop: dict[str, set[str]] | None = None) -> tuple[list[dict[str, Any]], PairReport]:
+    """Native ``mede2_pref`` records of all pairs of judged rows, and the report. [human review]
+    ``drop``: pairs flagged by reviewers (:func:`mede2_plugin.review.decisions.flagged_pairs`), left out."""
     policy = policy or PairingPolicy()
     report = PairReport(policy=policy.to_dict())
     records: list[dict[str, Any]] = []
@@ -295,11 +298,15 @@ def build_pairs(rows: Iterable[dict[str, Any]], policy: PairingPolicy | None = N
                 report.questions_without_positive.append(result.question_id)
             if not result.negatives:
                 report.questions_without_negative.append(result.question_id)
-        histogram[len(result.pairs)] += 1
-        for pair in result.pairs:
-            records.append(native_row(row, pair))
+        built = [native_row(row, pair) for pair in result.pairs]
+        if drop:  # [human review] leave out the pairs a reviewer flagged
+            built, dropped = drop_flagged(built, drop)
+            report.flagged_dropped += dropped
+        histogram[len(built)] += 1
+        for record in built:
+            records.append(record)
             report.pairs += 1
-            report.pairs_with_hard_negative += int(pair.rejected_hard)
+            report.pairs_with_hard_negative += int(record["rejected_hard"])
     report.pairs_per_question = {str(k): histogram[k] for k in sorted(histogram)}
     return records, report
 
@@ -347,7 +354,7 @@ def dataset_info_entries(name: str, native_file: str, sharegpt_file: str,
 
 def write_preference_dataset(judged: str | Path, out_dir: str | Path, policy: PairingPolicy | None = None,
                              name: str = "mede2_stage2", images: str = "absolute",
-                             judged_entry: bool = True) -> PairReport:
+                             judged_entry: bool = True, drop: dict[str, set[str]] | None = None) -> PairReport:
     """Build pairs from a judged-questions file and write a LLaMA-Factory dataset folder.
 
     Writes ``<name>.jsonl`` (``mede2_pref``), ``<name>_sharegpt.jsonl`` (sharegpt ranking),
@@ -362,13 +369,14 @@ def write_preference_dataset(judged: str | Path, out_dir: str | Path, policy: Pa
         images: ``absolute`` (records keep absolute image paths) or ``copy`` (images copied into
             ``out_dir/images/``, records relative to it: a folder that can be moved as a whole).
         judged_entry: also add ``<name>_judged``, the ``mede2_judged`` entry over ``judged``.
+        drop: [human review] pairs flagged by reviewers, left out (see :func:`build_pairs`).
     """
     if images not in IMAGE_MODES:
         raise ValueError(f"images must be one of {IMAGE_MODES}, got {images!r}")
     policy = policy or PairingPolicy()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    records, report = build_pairs(load_judged(judged), policy)
+    records, report = build_pairs(load_judged(judged), policy, drop)
     if images == "copy":
         _copy_images(records, out_dir)
     native_file, sharegpt_file = f"{name}.jsonl", f"{name}_sharegpt.jsonl"

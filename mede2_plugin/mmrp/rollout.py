@@ -15,6 +15,12 @@ turns them into one record per question in ``<output>`` (a :class:`~mede2_plugin
      "candidates": [{"index", "text", "reasoning", "finish_reason"}],
      "usage": {"prompt_tokens", "completion_tokens"}, "cost_usd", "backend", "model"}
 
+A candidate's ``text`` is M1's whole output, the text preference pairs train on. M1 writes
+``<think>...</think><answer>...</answer>``; a server with a reasoning parser (vLLM
+``--reasoning-parser``, ``llamafactory-cli api`` does not) returns the think part apart as
+``reasoning_content``, which is put back in its ``<think>`` tags before the text
+(:func:`mede2_plugin.replies.full_text`); ``reasoning`` keeps what the server sent apart.
+
 A rerun skips questions already ``ok`` or ``rejected`` and tries ``failed`` ones again.
 """
 
@@ -29,6 +35,7 @@ from typing import Any
 from mede2_plugin.chat_format import openai_messages, system_prompt, user_prompt
 from mede2_plugin.jsonl import JsonlStore, read_jsonl
 from mede2_plugin.questions import Question
+from mede2_plugin.replies import full_text
 
 OK, REJECTED, FAILED = "ok", "rejected", "failed"
 
@@ -252,7 +259,7 @@ def run_rollouts(questions: Iterable[Question] | str | Path, output: str | Path,
             else:
                 record.update(
                     candidates=[
-                        {"index": i, "text": s.get("text") or "", "reasoning": s.get("reasoning"),
+                        {"index": i, "text": full_text(s), "reasoning": s.get("reasoning"),
                          "finish_reason": s.get("finish_reason")}
                         for i, s in enumerate(row.get("samples") or [])
                     ],

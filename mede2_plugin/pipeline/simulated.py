@@ -12,8 +12,9 @@ model name                  reply
 ``simulated-strong...``     per sample: right on the first try (``strong: never``: never right)
 ``simulated-classifier...`` ``{"category": script category (default reasoning), "rationale"}``
 ``simulated-rewriter...``   ``{"patient_info", "question": script rewrite or the text unchanged, "removed"}``
-``simulated-reasoner...``   R1-like teacher: the question's ``explanation`` as ``reasoning_content``,
-                            ``\\boxed{X}`` as the answer (wrong letter for ``wrong_teachers``)
+``simulated-reasoner...``   R1-like teacher: the question's ``explanation`` as the reasoning,
+                            ``\\boxed{X}`` in the answer (wrong letter for ``wrong_teachers``), written
+                            in the script's ``teacher_formats`` form (below)
 ``simulated-summarizer...`` o1-like teacher: a one-line summary with ``\\boxed{X}``; asked to expand it,
                             the ``explanation`` as the full reasoning
 ``simulated-trace-judge...`` ``{"logical_structure": 5, "coherence": 5}`` (2/5 for ``incoherent``)
@@ -23,7 +24,19 @@ model name                  reply
 ==========================  ==========================================================================
 
 The script (``examples/demo/simulated_roles.yaml``) lists per question id what deviates from the
-defaults. Every call the server receives can be logged to a JSONL file (role, model, question).
+defaults, and in ``teacher_formats`` how each reasoner model (by name prefix) writes its reply,
+as real teachers do (:data:`TEACHER_FORMATS`):
+
+* ``reasoning_content`` (default): reasoning in ``reasoning_content``, content ``The answer is \\boxed{X}.``
+  (DeepSeek's API);
+* ``answer_tags``: the same with the content in ``<answer>`` tags (DeepSeek's API asked in the
+  paper's format);
+* ``think_answer``: ``<think>reasoning</think><answer>The answer is \\boxed{X}.</answer>`` in the
+  content (the paper's own format: QwQ / Qwen3 asked with the Appendix-A system prompt);
+* ``open_think``: ``reasoning</think>`` then the answer (R1 distills, whose chat template opens
+  ``<think>`` in the prompt).
+
+Every call the server receives can be logged to a JSONL file (role, model, question).
 """
 
 from __future__ import annotations
@@ -51,6 +64,7 @@ IMAGE_WORDS = re.compile(r"\b(image|images|scan|film|radiograph|figure|finding|f
                          r"lesion|appearance|bright|spot)\b", re.IGNORECASE)
 REFLECTION_WORDS = re.compile(r"\b(wait|check|verify|double-check|reconsider|re-examine)\b", re.IGNORECASE)
 CONCLUSION = re.compile(r"answer is\s*\(?([A-J])\b")
+TEACHER_FORMATS = ("reasoning_content", "answer_tags", "think_answer", "open_think")
 REPETITION = re.compile(r"\b((?:\w+\W+){0,3}?\w+)(?:\W+\1\b){2,}", re.IGNORECASE)  # a 1-4 word loop, 3 times
 
 
@@ -95,8 +109,9 @@ class QuestionScript:
     incoherent: list[str] = field(default_factory=list)
 
 
-def load_script(path: str | Path) -> dict[str, QuestionScript]:
-    """Per-question scripts from the YAML file (``questions: {id: {...}}``); errors name the id."""
+def load_script(path: str | Path) -> tuple[dict[str, QuestionScript], dict[str, str]]:
+    """Per-question scripts (``questions: {id: {...}}``) and the reasoners' reply formats
+    (``teacher_formats: {model prefix: format}``) from the YAML file; errors name the entry."""
     import yaml
 
     with open(path, encoding="utf-8") as handle:
@@ -107,7 +122,11 @@ def load_script(path: str | Path) -> dict[str, QuestionScript]:
             scripts[str(qid)] = QuestionScript(**(entry or {}))
         except TypeError as err:
             raise ValueError(f"{path}: question {qid!r}: {err}") from None
-    return scripts
+    formats = {str(k): str(v) for k, v in (data.get("teacher_formats") or {}).items()}
+    unknown = {k: v for k, v in formats.items() if v not in TEACHER_FORMATS}
+    if unknown:
+        raise ValueError(f"{path}: teacher_formats {unknown}: each must be one of {TEACHER_FORMATS}")
+    return scripts, formats
 
 
 class SimulatedRoles:
@@ -117,12 +136,14 @@ class SimulatedRoles:
         questions: the bundled questions (with ``metadata["explanation"]`` for the teachers).
         script: per-question deviations from the defaults.
         call_log: append one JSON line per received call here (None: no log).
+        teacher_formats: reasoner model-name prefix -> reply format (default ``reasoning_content``).
     """
 
     def __init__(self, questions: list[Question], script: dict[str, QuestionScript],
-                 call_log: str | Path | None = None) -> None:
+                 call_log: str | Path | None = None, teacher_formats: dict[str, str] | None = None) -> None:
         self.questions = {q.id: q for q in questions}
         self.script = script
+        self.teacher_formats = dict(teacher_formats or {})
         self.call_log = Path(call_log) if call_log else None
         self._lock = threading.Lock()
         self._stems: list[tuple[str, str]] = []
@@ -199,7 +220,12 @@ class SimulatedRoles:
             explanation = re.sub(r"answer is [A-J]", f"answer is {letter}", explanation)
         final = f"The answer is \\boxed{{{letter}}}."
         if model.startswith("simulated-reasoner"):
-            return final, explanation
+            form = next((f for prefix, f in self.teacher_formats.items() if model.startswith(prefix)),
+                        "reasoning_content")
+            return {"reasoning_content": (final, explanation),
+                    "answer_tags": (f"<answer>{final}</answer>", explanation),
+                    "think_answer": f"<think>\n{explanation}\n</think>\n<answer>\n{final}\n</answer>",
+                    "open_think": f"{explanation}\n</think>\n\n{final}"}[form]
         expanding = any(m.get("role") == "assistant" for m in body.get("messages", []))
         if expanding:
             return EXPANSION_PREFIX + explanation
@@ -240,7 +266,8 @@ def start_server(questions: list[Question], script_path: str | Path, call_log: s
     """
     from mede2_plugin.testing import FakeOpenAIServer
 
-    roles = SimulatedRoles(questions, load_script(script_path), call_log)
+    scripts, formats = load_script(script_path)
+    roles = SimulatedRoles(questions, scripts, call_log, formats)
     if port_key is not None:
         try:
             return FakeOpenAIServer(reply=roles, latency=latency, port=stable_port(port_key)).start()

@@ -1,11 +1,14 @@
-"""A small Gemini API server for tests and the demo: ``POST /{version}/models/{model}:generateContent``.
+"""A small Gemini API server for tests and the demo: ``POST /v1beta/models/{model}:generateContent``.
 
+It serves only the path the real service serves for the API version our backend asks for
+(``BackendConfig.gemini_api_version``, ``v1beta`` unless ``api_version`` says otherwise); any other
+path gets a 404 naming it, so a client that drifts to another version fails here as it would there.
 google-genai sends requests there when the client is built with
-``HttpOptions(base_url=server.base_url)`` (and any API key). ``reply(body)`` gets the request JSON
-(``contents``, ``systemInstruction``, ``generationConfig``, plus ``model`` taken from the path)
-and returns the text, or ``(text, thought)``; a thought is sent as a ``thought: true`` part when
-the request asks for thoughts (``thinkingConfig.includeThoughts``). ``candidateCount`` gives that
-many candidates. Usage counts words. Faults: see :mod:`mede2_plugin.testing.server`.
+``HttpOptions(base_url=server.base_url, api_version=...)`` (and any API key). ``reply(body)`` gets
+the request JSON (``contents``, ``systemInstruction``, ``generationConfig``, plus ``model`` taken
+from the path) and returns the text, or ``(text, thought)``; a thought is sent as a
+``thought: true`` part when the request asks for thoughts (``thinkingConfig.includeThoughts``).
+``candidateCount`` gives that many candidates. Usage counts words. Faults: see :mod:`mede2_plugin.testing.server`.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from mede2_plugin.client.config import BackendConfig
 from mede2_plugin.testing.server import FakeServer, Fault, count_tokens
 
-__all__ = ["FakeGeminiServer", "Fault", "prompt_text"]
+__all__ = ["DEFAULT_API_VERSION", "FakeGeminiServer", "Fault", "prompt_text"]
 
-_PATH = re.compile(r"^/(?P<version>[^/]+)/models/(?P<model>[^/:]+):generateContent(?:\?.*)?$")
+DEFAULT_API_VERSION: str = BackendConfig.gemini_api_version  # the dataclass default: what the backend asks for
 _STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
            503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 
@@ -34,28 +38,42 @@ def prompt_text(body: dict[str, Any]) -> str:
 
 
 def inline_images(body: dict[str, Any]) -> list[dict[str, str]]:
-    """The inline image parts (``{"mimeType", "data"}``) of a generateContent request."""
+    """The inline image parts (``{"mimeType", "data"}``) of a generateContent request.
+
+    Field names are read as the service reads them (proto3 JSON takes lowerCamelCase and the
+    original snake_case alike: google-genai 3.x sends ``inlineData.mime_type``).
+    """
     found = []
     for content in body.get("contents", []):
         for part in content.get("parts", []):
             data = part.get("inlineData") or part.get("inline_data")
             if data:
-                found.append(data)
+                found.append({"mimeType": data.get("mimeType", data.get("mime_type")), "data": data.get("data")})
     return found
 
 
 class FakeGeminiServer(FakeServer):
-    """Gemini ``generateContent`` wire format; give ``base_url`` to ``genai.types.HttpOptions``."""
+    """Gemini ``generateContent`` wire format; give ``base_url`` to ``genai.types.HttpOptions``.
+
+    Args:
+        api_version: the only version served (default: :data:`DEFAULT_API_VERSION`, ``v1beta``).
+        **kwargs: see :class:`~mede2_plugin.testing.server.FakeServer`.
+    """
+
+    def __init__(self, *args: Any, api_version: str = DEFAULT_API_VERSION, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.api_version = api_version
+        self._path = re.compile(rf"^/{re.escape(api_version)}/models/(?P<model>[^/:]+):generateContent(?:\?.*)?$")
 
     @property
     def base_url(self) -> str:
         return self.root_url
 
     def accepts(self, path: str) -> bool:
-        return bool(_PATH.match(path))
+        return bool(self._path.match(path))
 
     def normalise(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        match = _PATH.match(path)
+        match = self._path.match(path)
         return {**body, "model": match.group("model") if match else None}
 
     def answer(self, body: dict[str, Any], call_index: int) -> dict[str, Any]:

@@ -7,8 +7,10 @@
 ...     ...                                    # server.calls, server.call_count, server.answered_count
 
 ``reply(body)`` gets the request JSON (``model``, ``messages``, ``n``, ...) and returns the text, or
-``(text, reasoning)`` to send ``reasoning_content`` as reasoning servers do; it is called once per
-choice (``n``). Usage counts words. Faults: see :mod:`mede2_plugin.testing.server`.
+``(text, reasoning)`` to send ``reasoning_content`` as reasoning servers do, or a dict: a literal
+choice as a provider returns it (``{"message": {"role": "assistant", "content": None,
+"reasoning": "..."}, "finish_reason": "length"}``), sent as it is; it is called once per choice
+(``n``). Usage counts words. Faults: see :mod:`mede2_plugin.testing.server`.
 """
 
 from __future__ import annotations
@@ -68,6 +70,13 @@ class FakeOpenAIServer(FakeServer):
         completion_tokens = 0
         for index in range(n):
             text, reasoning = self._sample(body, index)
+            if isinstance(text, dict):  # a literal choice object, as a provider returns it
+                choice = {"index": index, "logprobs": None, "finish_reason": "stop", **text}
+                message = choice["message"]
+                completion_tokens += count_tokens(message.get("content") or "") + count_tokens(
+                    message.get("reasoning_content") or message.get("reasoning") or "")
+                choices.append(choice)
+                continue
             message: dict[str, Any] = {"role": "assistant", "content": text}
             if reasoning is not None:
                 message["reasoning_content"] = reasoning

@@ -102,7 +102,8 @@ class FakeServer:
     """Base class: a threaded HTTP server with scripted replies and faults (use a subclass).
 
     Args:
-        reply: ``reply(body) -> text`` or ``(text, reasoning)``, called once per sample; a callable
+        reply: ``reply(body) -> text`` or ``(text, reasoning)`` (or a dict, where the wire format
+            takes a literal provider object: :mod:`.fake_openai`), called once per sample; a callable
             taking two arguments gets ``(body, sample_index)``. A plain string is a constant reply.
         latency: seconds every answer waits before it is sent (the benchmark's fixed latency).
         faults: a per-call list or a callable choosing faults (see the module docstring).
@@ -282,7 +283,7 @@ class FakeServer:
         handler.wfile.write(payload)
         handler.wfile.flush()
 
-    def _sample(self, body: dict[str, Any], index: int) -> tuple[str, str | None]:
+    def _sample(self, body: dict[str, Any], index: int) -> tuple[str | dict[str, Any], str | None]:
         reply = self.reply
         if isinstance(reply, str):
             return reply, None
@@ -294,6 +295,8 @@ class FakeServer:
         if isinstance(result, tuple):
             text, reasoning = result
             return str(text), reasoning
+        if isinstance(result, dict):  # a literal provider object, sent as it is (see the subclass)
+            return result, None
         return str(result), None
 
     # -- wire format (subclasses) ---------------------------------------------------------

@@ -6,6 +6,11 @@ images -> inline bytes). ``response_schema`` asks for ``application/json`` with 
 come back as the samples' ``reasoning``. ``n`` is ``candidate_count``; missing candidates are asked
 for again.
 
+API version: the client is built with ``HttpOptions(api_version=config.gemini_api_version)``
+(``v1beta`` unless set), never with the SDK's default, which moved from ``v1beta`` to ``v1`` in
+google-genai 3.x. ``v1beta`` is the version whose ``generateContent`` documents all we send
+(``systemInstruction``, ``responseJsonSchema``, ``thinkingConfig.includeThoughts``, inline data).
+
 Retries: the SDK's ``HttpRetryOptions`` retry with tenacity's exponential backoff and jitter but
 ignore ``Retry-After`` (and Gemini's ``RetryInfo``) and bodies cut short, so the SDK's own retry
 is switched off and the same tenacity machinery is used here with a wait that honours
@@ -155,7 +160,8 @@ class GeminiBackend(BaseBackend):
         if self._client is None or self._loop is not loop:
             self._httpx = httpx.AsyncClient(timeout=self.config.timeout_s,
                                             limits=httpx.Limits(max_connections=max(100, self.config.concurrency)))
-            options = types.HttpOptions(base_url=self.config.base_url, timeout=int(self.config.timeout_s * 1000),
+            options = types.HttpOptions(base_url=self.config.base_url, api_version=self.config.gemini_api_version,
+                                        timeout=int(self.config.timeout_s * 1000),
                                         retry_options=types.HttpRetryOptions(attempts=1),
                                         httpx_async_client=self._httpx)
             self._client = genai.Client(api_key=self._api_key, http_options=options)

@@ -1,0 +1,1 @@
+"""Stage-neutral building blocks that every part of the package may use (files, locking)."""
