@@ -23,6 +23,8 @@ import sys
 # No importlib.abc here: it pulls in importlib.resources and typing (~30 ms) at every start-up.
 # The import system needs only the methods, not the base classes.
 
+# LLaMA-Factory internals: the modules whose loading triggers our registration (see INTERNALS in
+# llamafactory_ext/__init__.py; tests/test_llamafactory_hooks.py fails when one moves)
 _TARGETS = {
     "llamafactory.data.template": "register_templates",
     "llamafactory.data.converter": "register_converters",

@@ -3,12 +3,19 @@
 A command is an entry ``name -> ("module:function", help)``. ``function(parser)`` adds the
 command's arguments and returns the handler ``handler(args) -> int``. Only the invoked command's
 module is imported, so ``mede2 --help`` and light commands start fast.
+
+Every command takes ``--debug`` and ``--wait``. A user error (a bad input, setting or file:
+``ValueError`` and ``OSError``, which name the file and line or record) is printed as one line,
+``mede2 COMMAND: message``, with exit status 2; ``--debug`` (or ``MEDE2_DEBUG=1``) shows the
+traceback instead. ``--wait`` (or ``MEDE2_WAIT=1``) queues behind another process writing the same
+output instead of stopping (:mod:`mede2_plugin.core.locks`).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -59,16 +66,25 @@ def _load(spec: str) -> Callable[[argparse.ArgumentParser], Callable[[argparse.N
     return getattr(importlib.import_module(module_name), function_name)
 
 
+def _add_common(parser: argparse.ArgumentParser, default: object = None) -> None:
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="show the traceback of an error (also MEDE2_DEBUG=1)")
+    parser.add_argument("--wait", action="store_true", default=default,
+                        help="wait for another process writing the same output instead of stopping (also MEDE2_WAIT=1)")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The top parser; only ``command`` (if given) gets its arguments, to keep imports lazy."""
     parser = argparse.ArgumentParser(prog="mede2", description="MedE2 recipe for LLaMA-Factory")
     from mede2_plugin import __version__
 
     parser.add_argument("--version", action="version", version=f"mede2-plugin {__version__}")
+    _add_common(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (spec, help_text) in COMMANDS.items():
         child = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:
+            _add_common(child, argparse.SUPPRESS)  # given before or after the command
             child.set_defaults(handler=_load(spec)(child))
     return parser
 
@@ -81,7 +97,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return 0 if args.command is None else 2
-    return int(args.handler(args) or 0)
+    debug = bool(args.debug) or os.environ.get("MEDE2_DEBUG", "") not in ("", "0")
+    if args.wait:
+        os.environ["MEDE2_WAIT"] = "1"  # child processes (isolated engines) wait too
+    try:
+        return int(args.handler(args) or 0)
+    except (ValueError, OSError) as err:
+        if debug:
+            raise
+        print(f"mede2 {args.command}: {one_line(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"mede2 {args.command}: interrupted; run the same command again to continue", file=sys.stderr)
+        return 130
+
+
+def one_line(err: BaseException) -> str:
+    """The error as one line: its message (the first line of a long one, the rest counted)."""
+    text = str(err).strip() or type(err).__name__
+    if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
+        text = f"{err.filename}: {text}"
+    lines = text.splitlines()
+    return lines[0] + (f" (+{len(lines) - 1} more lines; --debug shows everything)" if len(lines) > 1 else "")
 
 
 if __name__ == "__main__":

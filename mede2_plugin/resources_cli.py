@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from mede2_plugin.resources import examples_dir, resource_dir
+from mede2_plugin.core.resources import examples_dir, resource_dir
 
 FOLDERS = ("recipes", "templates", "examples")
 DATA = "data"  #: the recipes' dataset_dir, relative to the folder they run from
@@ -51,7 +51,11 @@ def register_samples(out: str | Path, overwrite: bool = False) -> tuple[list[str
 
     An entry of the same name with another definition is the user's and is kept, unless ``overwrite``.
     """
-    from mede2_plugin.llamafactory_ext.register import DATASET_INFO, merge_dataset_info, read_dataset_info
+    from mede2_plugin.core.dataset_info import (
+        DATASET_INFO,
+        merge_dataset_info,
+        read_dataset_info,
+    )
 
     source = examples_dir() / "tiny" / "data"
     entries = read_dataset_info(source)
@@ -71,7 +75,7 @@ def resources_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Nam
                         help="replace files and sample dataset entries that already exist")
 
     def run(args: argparse.Namespace) -> int:
-        from mede2_plugin.llamafactory_ext.register import RegistrationConflict
+        from mede2_plugin.core.dataset_info import RegistrationConflict
 
         written = copy_resources(args.out, tuple(f for f in args.only if f in FOLDERS), args.overwrite)
         print(f"wrote {len(written)} files under {args.out}")

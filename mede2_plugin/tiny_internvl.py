@@ -49,7 +49,7 @@ def build_tiny_internvl(out_dir: str | Path, seed: int = 0) -> Path:
         InternVLVideoProcessor,
     )
 
-    from mede2_plugin.llamafactory_ext.chat_template import chat_template
+    from mede2_plugin.core.chat_template import chat_template
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

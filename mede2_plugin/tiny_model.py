@@ -23,7 +23,11 @@ QWEN2_VL_SPECIAL_TOKENS = [
 
 def _corpus() -> list[str]:
     """Text the BPE is trained on: our prompts plus common medical and answer-format words."""
-    from mede2_plugin.chat_format import assistant_response, system_prompt, user_prompt
+    from mede2_plugin.core.chat_format import (
+        assistant_response,
+        system_prompt,
+        user_prompt,
+    )
 
     words = (
         "patient presents with fever cough pain chest abdominal headache diagnosis treatment "
@@ -61,10 +65,15 @@ def build_tokenizer(vocab_size: int = 1024):
 def build_tiny_qwen2_vl(out_dir: str | Path, seed: int = 0, max_pixels: int = 56 * 56 * 4) -> Path:
     """Write a tiny random Qwen2-VL (model, tokenizer, processor, chat template) to ``out_dir``."""
     import torch
-    from transformers import (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor,
-                              Qwen2VLProcessor, Qwen2VLVideoProcessor)
+    from transformers import (
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
 
-    from mede2_plugin.llamafactory_ext.chat_template import chat_template
+    from mede2_plugin.core.chat_template import chat_template
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,10 +114,12 @@ def build_tiny_qwen2_vl(out_dir: str | Path, seed: int = 0, max_pixels: int = 56
 
 def drop_loader_keys(config_path: Path) -> None:
     """Remove loading-time keys (``is_local``, ...) that ``from_pretrained`` leaves in a tokenizer config."""
-    config = json.loads(config_path.read_text(encoding="utf-8"))
+    from mede2_plugin.core.files import atomic_write_json, read_json
+
+    config, style = read_json(config_path)
     for key in ("is_local", "local_files_only"):
         config.pop(key, None)
-    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    atomic_write_json(config_path, config, style)
 
 
 BUILDERS: dict[str, Callable[..., Path]] = {"qwen2_vl": build_tiny_qwen2_vl}

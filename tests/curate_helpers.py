@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mede2_plugin.questions import Question
+from mede2_plugin.core.questions import Question
 from mede2_plugin.testing import Fault, prompt_text
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "curate"

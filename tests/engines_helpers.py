@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from mede2_plugin.chat_format import llamafactory_prompt, openai_messages
+from mede2_plugin.core.chat_format import llamafactory_prompt, openai_messages
+from mede2_plugin.core.questions import Question
 from mede2_plugin.engines.vllm_env import find_vllm_python
-from mede2_plugin.questions import Question
 
 NO_VLLM_ENV = ("no vLLM environment: build it with `mede2 vllm-env` (default ./.venv-vllm; or set "
                "MEDE2_VLLM_ENV / MEDE2_VLLM_PYTHON)")
@@ -98,7 +98,11 @@ def hf_prompt_ids(model_dir: Path, q: Question, model_args: dict[str, Any], fami
     from PIL import Image
     from transformers import AutoProcessor
 
-    from mede2_plugin.engines.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, preprocess_image
+    from mede2_plugin.core.media import (
+        DEFAULT_MAX_PIXELS,
+        DEFAULT_MIN_PIXELS,
+        preprocess_image,
+    )
 
     processor = AutoProcessor.from_pretrained(model_dir, **(tokenizer_overrides or {}))
     text = processor.apply_chat_template(served_messages(q, system, embed_images=False), tokenize=False,

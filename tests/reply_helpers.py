@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mede2_plugin.client import BackendConfig, ChatRequest, run_batch
-from mede2_plugin.jsonl import read_jsonl
+from mede2_plugin.core.jsonl import read_jsonl
 from mede2_plugin.testing import FakeGeminiServer, FakeOpenAIServer, prompt_text
 
 KEY = "reply-key:"

@@ -1,10 +1,10 @@
-"""The shared answer extractor, table-driven: every rule of mede2_plugin.answers has rows here."""
+"""The shared answer extractor, table-driven: every rule of mede2_plugin.core.answers has rows here."""
 
 from __future__ import annotations
 
 import pytest
 
-from mede2_plugin.answers import (
+from mede2_plugin.core.answers import (
     boxed_contents,
     extract_choice,
     has_think_answer_structure,

@@ -19,8 +19,14 @@ from mede2_plugin.client import (
 )
 from mede2_plugin.client.backends.base import BACKENDS, BaseBackend, backend_class
 from mede2_plugin.client.cost import Budget, call_cost, price_for
-from mede2_plugin.client.images import content_hash, map_image_urls, split_messages, to_data_url, to_pil
 from mede2_plugin.client.limits import RateLimiter, estimate_tokens
+from mede2_plugin.core.media import (
+    content_hash,
+    map_image_urls,
+    split_messages,
+    to_data_url,
+    to_pil,
+)
 
 
 def test_yaml_config_and_overrides(tmp_path):
@@ -40,6 +46,13 @@ def test_yaml_config_and_overrides(tmp_path):
     ("backend: claude\nmodel: m\n", "backend must be one of"),
     ("backend: openai\n", "needs a model"),
     ("backend: openai\nmodel: m\nrpm: -1\n", "rpm must be positive"),
+    ("backend: openai\nmodel: m\ntimeout_s: -1\n", "timeout_s must be positive, got -1"),
+    ("backend: openai\nmodel: m\nconcurrency: '3'\n", "concurrency must be an integer >= 1, got '3'"),
+    ("backend: openai\nmodel: m\nbase_url: localhost:8000/v1\n", "base_url must be an http\\(s\\) URL"),
+    ("backend: openai\nmodel: m\nbase_url: ftp://host/v1\n", "base_url must be an http\\(s\\) URL"),
+    ("backend: openai\nmodel: m\nmode: bulk\n", "mode must be one of interactive, batch"),
+    ("backend: local\nmodel: m\nmode: batch\n", "mode: batch needs a provider batch API"),
+    ("backend: openai\nmodel: m\nbatch_retry: never\n", "batch_retry must be one of"),
 ])
 def test_bad_config_names_file_and_problem(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
@@ -73,6 +86,26 @@ def test_chat_request_validation():
     with pytest.raises(ValueError, match="n must be"):
         ChatRequest(id="x", messages=[{"role": "user", "content": "a"}], n=0)
     assert ChatRequest(id=7, messages=[{"role": "user", "content": "a"}]).id == "7"
+
+
+def test_placeholder_base_url_is_kept_for_a_pipeline_but_never_called(tmp_path):
+    from mede2_plugin.client.backends.openai_backend import OpenAIBackend
+
+    config = BackendConfig(backend="openai", model="m", base_url="simulated")  # filled in by `mede2 run`
+    with pytest.raises(ValueError, match="'simulated' of backend 'openai' is a placeholder"):
+        OpenAIBackend(config)
+
+
+def test_batch_prices_are_half_for_the_providers_with_a_batch_api():
+    assert price_for("gpt-4o", mode="batch") == {"input": 1.25, "output": 5.0}
+    assert price_for("models/gemini-2.5-pro-preview", mode="batch") == {"input": 0.625, "output": 5.0}
+    for model in ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "o3", "gemini-2.5-pro", "gemini-2.5-flash"):
+        interactive, batch = price_for(model), price_for(model, mode="batch")
+        assert batch == {k: v / 2 for k, v in interactive.items()}
+    assert price_for("deepseek-reasoner", mode="batch") is None  # no batch API: unknown, not guessed
+    assert price_for("gpt-4o", {"gpt-4o": {"input": 1, "output": 1}}, mode="batch") is None
+    assert price_for("x", {"x": {"input": 2, "output": 4, "batch": {"input": 1, "output": 2}}}, mode="batch") == \
+        {"input": 1.0, "output": 2.0}
 
 
 def test_prices_and_budget():

@@ -7,7 +7,14 @@ import random
 import time
 
 import pytest
-from client_helpers import echo_reply, final_rows, make_png, openai_config, raw_rows, text_requests
+from client_helpers import (
+    echo_reply,
+    final_rows,
+    make_png,
+    openai_config,
+    raw_rows,
+    text_requests,
+)
 
 from mede2_plugin.client import ChatRequest, run_batch
 from mede2_plugin.testing import FakeOpenAIServer, Fault
@@ -211,7 +218,7 @@ def test_images_resized_as_in_training_for_a_server_of_a_llamafactory_model(tmp_
 
     from PIL import Image
 
-    from mede2_plugin.engines.images import preprocess_image
+    from mede2_plugin.core.media import preprocess_image
 
     big, thin = tmp_path / "big.png", tmp_path / "thin.png"
     Image.effect_noise((400, 300), 64).convert("RGB").save(big)

@@ -11,10 +11,23 @@ import time
 from pathlib import Path
 
 import pytest
-from client_helpers import echo_reply, final_rows, make_png, openai_config, raw_rows, text_requests
+from client_helpers import (
+    echo_reply,
+    final_rows,
+    make_png,
+    openai_config,
+    raw_rows,
+    text_requests,
+)
 
 from mede2_plugin.cli import main as mede2_main
-from mede2_plugin.client import BackendConfig, ChatRequest, ResponseCache, cache_key, run_batch
+from mede2_plugin.client import (
+    BackendConfig,
+    ChatRequest,
+    ResponseCache,
+    cache_key,
+    run_batch,
+)
 from mede2_plugin.client.cli import read_requests
 from mede2_plugin.testing import FakeOpenAIServer
 
@@ -208,14 +221,14 @@ def test_mede2_batch_command_with_yaml_config_and_images(tmp_path, capsys):
 
 
 def test_mede2_batch_reports_bad_input_line(tmp_path, capsys):
-    requests = tmp_path / "requests.jsonl"
-    requests.write_text(json.dumps({"id": "a", "messages": [{"role": "user", "content": "x"}]}) + "\n"
+    requests = tmp_path / "requests.jsonl"  # a blank line: the second record is on line 3
+    requests.write_text(json.dumps({"id": "a", "messages": [{"role": "user", "content": "x"}]}) + "\n\n"
                         + json.dumps({"id": "b", "mesages": []}) + "\n")
-    with pytest.raises(ValueError, match=r"requests.jsonl: record 2: .*mesages"):
+    with pytest.raises(ValueError, match=r"requests.jsonl:3: .*mesages"):
         read_requests(requests)
     code = mede2_main(["batch", "--input", str(requests), "--output", str(tmp_path / "o.jsonl"),
                        "--backend", "openai", "--model", "m", "--base-url", "http://127.0.0.1:9/v1"])
-    assert code == 2 and "record 2" in capsys.readouterr().err
+    assert code == 2 and "requests.jsonl:3:" in capsys.readouterr().err
 
 
 def test_response_cache_survives_reopen(tmp_path):

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from mede2_plugin.client.config import BackendConfig
+from mede2_plugin.core.jsonl import read_jsonl, write_jsonl
+from mede2_plugin.core.questions import Question
+from mede2_plugin.core.settings import ConfigError
 from mede2_plugin.curate.captions import check_rewrite, parse_rewrite, strip_record
 from mede2_plugin.curate.classify import classification_record, parse_category, vote
 from mede2_plugin.curate.config import (
@@ -19,9 +22,6 @@ from mede2_plugin.curate.config import (
     load_curate_config,
 )
 from mede2_plugin.curate.difficulty import decide, decide_step, solver_attempts
-from mede2_plugin.jsonl import read_jsonl, write_jsonl
-from mede2_plugin.questions import Question
-from mede2_plugin.settings import ConfigError
 
 Q = Question(id="q1", source="t", question="Which drug?", options={"A": "x", "B": "y", "C": "z"}, answer="B")
 
@@ -192,8 +192,8 @@ def test_config_yaml_overrides_and_errors(tmp_path: Path):
 
 
 def test_printed_config_loads_back_unchanged(tmp_path: Path):
+    from mede2_plugin.core.settings import dump_config, to_plain
     from mede2_plugin.distill.config import load_distill_config
-    from mede2_plugin.settings import dump_config, to_plain
 
     curate = load_curate_config(None, ["difficulty.strong.0.samples=8", "leakage.ngram=7"])
     (tmp_path / "c.yaml").write_text(dump_config(curate))

@@ -18,7 +18,7 @@ from curate_helpers import (
 )
 
 from mede2_plugin.cli import main
-from mede2_plugin.jsonl import read_jsonl
+from mede2_plugin.core.jsonl import read_jsonl
 from mede2_plugin.testing import FakeOpenAIServer
 
 

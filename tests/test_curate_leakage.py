@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from curate_helpers import FIXTURES, fixture_questions
 
-from mede2_plugin.curate.common import BankSource
+from mede2_plugin.core.jsonl import read_jsonl
+from mede2_plugin.core.questions import Question
 from mede2_plugin.curate.config import LeakageConfig
 from mede2_plugin.curate.leakage import (
     LeakageIndex,
@@ -21,8 +22,7 @@ from mede2_plugin.curate.leakage import (
     run_leakage,
     shingles,
 )
-from mede2_plugin.jsonl import read_jsonl
-from mede2_plugin.questions import Question
+from mede2_plugin.data.source import BankSource
 
 
 def q(qid: str, text: str, options=None) -> Question:

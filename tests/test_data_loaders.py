@@ -19,18 +19,21 @@ from test_data_helpers import (
     write_mmmu_pro,
 )
 
+from mede2_plugin.core.questions import (
+    Question,
+    QuestionFileError,
+    read_questions,
+    write_questions,
+)
 from mede2_plugin.data import (
     FORMATS,
     HEALTH_SUBJECTS,
     BankError,
     LoadResult,
     load_bank,
-    read_bank,
     register_format,
     strip_answer_choices,
-    write_bank,
 )
-from mede2_plugin.questions import Question
 
 # --- MedQA ------------------------------------------------------------------------------------
 
@@ -285,15 +288,15 @@ def test_generic_csv_with_json_options_and_answer_text(tmp_path: Path) -> None:
 def test_bank_roundtrip_and_bad_line(tmp_path: Path) -> None:
     questions = load_bank(write_medqa(tmp_path / "test.jsonl"), "medqa").questions
     bank = tmp_path / "bank.jsonl"
-    assert write_bank(bank, questions) == 3
-    assert read_bank(bank) == questions
+    assert write_questions(bank, questions) == 3
+    assert read_questions(bank) == questions
     assert load_bank(bank, "bank").questions == questions
     with bank.open("a") as handle:
         handle.write(json.dumps({**questions[0].to_dict(), "id": "other", "answer": "Q"}) + "\n")
-    with pytest.raises(BankError, match=r"bank.jsonl:line 4.*not one of the options"):
-        read_bank(bank)
-    with pytest.raises(BankError, match="duplicate question id"):
-        write_bank(tmp_path / "dup.jsonl", [questions[0], questions[0]])
+    with pytest.raises(QuestionFileError, match=r"bank.jsonl:line 4.*not one of the options"):
+        read_questions(bank)
+    with pytest.raises(QuestionFileError, match="duplicate question id"):
+        write_questions(tmp_path / "dup.jsonl", [questions[0], questions[0]])
 
 
 def test_registry_add_and_unknown(tmp_path: Path) -> None:

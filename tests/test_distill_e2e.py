@@ -25,9 +25,9 @@ from curate_helpers import (
     which_question,
 )
 
-from mede2_plugin.chat_format import assistant_response, system_prompt, user_prompt
 from mede2_plugin.cli import main
-from mede2_plugin.jsonl import read_jsonl
+from mede2_plugin.core.chat_format import assistant_response, system_prompt, user_prompt
+from mede2_plugin.core.jsonl import read_jsonl
 from mede2_plugin.testing import FakeOpenAIServer, prompt_text
 
 EXPECTED_REASONS = {

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from mede2_plugin.answers import has_think_answer_structure
+from mede2_plugin.core.answers import has_think_answer_structure
+from mede2_plugin.core.questions import Question
+from mede2_plugin.core.settings import ConfigError
 from mede2_plugin.distill.build import (
     dataset_entries,
     messages_record,
@@ -23,8 +25,6 @@ from mede2_plugin.distill.config import (
 from mede2_plugin.distill.filter import judge_verdict, rule_failures
 from mede2_plugin.distill.generate import needs_expansion
 from mede2_plugin.distill.traces import expansion_text, parse_reply
-from mede2_plugin.questions import Question
-from mede2_plugin.settings import ConfigError
 
 Q = Question(id="q", source="t", question="Which drug?", options={"A": "Aspirin", "B": "Heparin"}, answer="B")
 LONG = "First consider the history, then the examination, then weigh each option carefully. " * 4
@@ -88,7 +88,7 @@ def test_trace_rule_checks(changes, failures):
 
 
 def test_structure_check_matches_the_training_target():
-    from mede2_plugin.chat_format import assistant_response
+    from mede2_plugin.core.chat_format import assistant_response
 
     assert has_think_answer_structure(assistant_response(LONG, "\\boxed{B}"))
     assert not rule_failures(trace(), Q, TraceFilterConfig(require_boxed=True, min_reasoning_chars=10))

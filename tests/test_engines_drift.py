@@ -28,7 +28,6 @@ from engines_helpers import (  # noqa: F401
 from PIL import Image
 from transformers import AutoProcessor
 
-
 # Qwen2-VL: a training image_max_pixels below the tiny processor's own max_pixels (12544), so
 # LLaMA-Factory's resize matters for the large image.
 QWEN_ARGS = {"image_max_pixels": 6272}
@@ -98,7 +97,7 @@ def test_image_preprocessing_matches_llamafactory_pixel_for_pixel(plugin, family
     import numpy as np
     from llamafactory.data.mm_plugin import get_mm_plugin
 
-    from mede2_plugin.engines.images import preprocess_image
+    from mede2_plugin.core.media import preprocess_image
 
     lf_plugin = get_mm_plugin(plugin, image_token="<image>")
     for name, path in images.items():

@@ -19,11 +19,16 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port, wait_for_http
-from engines_helpers import make_images, question, training_prompt_ids, vllm_python_or_skip
+from engines_helpers import (
+    make_images,
+    question,
+    training_prompt_ids,
+    vllm_python_or_skip,
+)
 
 from mede2_plugin.client import BackendConfig
+from mede2_plugin.core.questions import Question
 from mede2_plugin.mmrp.rollout import RolloutConfig, run_rollouts
-from mede2_plugin.questions import Question
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 TEMPLATE = "mede2_qwen2_vl"
@@ -67,7 +72,7 @@ def test_vllm_backend_in_process_inside_vllm_env(tiny_model_dir: Path, tmp_path:
     """`mede2 batch --backend vllm` run by the vLLM environment's Python: the engine runs in-process."""
     python = vllm_python_or_skip()
     image = make_images(tmp_path / "images")["small"]
-    from mede2_plugin.chat_format import openai_messages
+    from mede2_plugin.core.chat_format import openai_messages
 
     requests = [{"id": "text", "messages": openai_messages(question([])), "n": 3, "temperature": 1.0,
                  "max_tokens": 16, "seed": 1},

@@ -14,7 +14,8 @@ from test_data_helpers import (
     write_mmmu_pro,
 )
 
-from mede2_plugin.chat_format import system_prompt
+from mede2_plugin.core.chat_format import system_prompt
+from mede2_plugin.core.questions import Question
 from mede2_plugin.evaluate import (
     BENCHMARKS,
     EvalSettings,
@@ -24,7 +25,6 @@ from mede2_plugin.evaluate import (
     load_benchmark_configs,
     score_question,
 )
-from mede2_plugin.questions import Question
 
 OPTIONS = {"A": "Acetazolamide", "B": "Amitriptyline", "C": "Clopidogrel"}
 

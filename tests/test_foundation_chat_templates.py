@@ -18,8 +18,13 @@ import pytest
 from mede2_plugin.cli import main
 from mede2_plugin.core.files import read_json
 from mede2_plugin.llamafactory_ext import chat_template as module
-from mede2_plugin.llamafactory_ext.chat_template import (UnsupportedTemplate, chat_template, check_chat_template,
-                                                         shipped_spec_path, template_spec)
+from mede2_plugin.llamafactory_ext.chat_template import (
+    UnsupportedTemplate,
+    chat_template,
+    check_chat_template,
+    shipped_spec_path,
+    template_spec,
+)
 
 BIN = Path(sys.executable).parent
 
@@ -31,13 +36,22 @@ def _bases() -> list[str]:
 
 
 def test_every_llamafactory_template_gets_a_chat_template_that_renders_what_it_encodes():
-    from llamafactory.data.template import TEMPLATES, Llama2Template, ReasoningTemplate, Template
+    from llamafactory.data.template import (
+        TEMPLATES,
+        Llama2Template,
+        ReasoningTemplate,
+        Template,
+    )
 
     checked, unsupported = [], []
     for base in _bases():
         if type(TEMPLATES[base]) in (Template, ReasoningTemplate, Llama2Template):
-            assert check_chat_template(f"mede2_{base}") == [], base
-            checked.append(base)
+            try:
+                assert check_chat_template(f"mede2_{base}") == [], base
+                checked.append(base)
+            except UnsupportedTemplate as err:  # chatglm2 numbers its rounds ({{idx}}); LLaMA-Factory 0.9.4 only
+                assert "placeholder other than" in str(err), err
+                unsupported.append(base)
         else:
             with pytest.raises(UnsupportedTemplate, match="its own class"):
                 check_chat_template(f"mede2_{base}")
@@ -119,7 +133,7 @@ def test_tiny_gemma3_loads_and_answers_an_image_prompt(tmp_path):
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from mede2_plugin.chat_format import system_prompt
+    from mede2_plugin.core.chat_format import system_prompt
     from mede2_plugin.tiny_gemma3 import TOKENS_PER_IMAGE, build_tiny_gemma3
 
     if int(transformers.__version__.split(".")[0]) < 5:  # LLaMA-Factory 0.9.4 pins transformers 4.57

@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from mede2_plugin.chat_format import IMAGE_PLACEHOLDER, system_prompt
-from mede2_plugin.llamafactory_ext.register import RegistrationConflict, merge_dataset_info, read_dataset_info
-from mede2_plugin.resources import examples_dir
+from mede2_plugin.core.chat_format import IMAGE_PLACEHOLDER, system_prompt
+from mede2_plugin.core.dataset_info import (
+    RegistrationConflict,
+    merge_dataset_info,
+    read_dataset_info,
+)
+from mede2_plugin.core.resources import examples_dir
 
 SAMPLE_DIR = examples_dir() / "tiny" / "data"
 

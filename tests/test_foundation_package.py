@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mede2_plugin.resources import recipes_dir
+from mede2_plugin.core.resources import recipes_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

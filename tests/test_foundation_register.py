@@ -13,7 +13,11 @@ from pathlib import Path
 import pytest
 
 from mede2_plugin.cli import main
-from mede2_plugin.llamafactory_ext.register import RegistrationConflict, merge_dataset_info, read_dataset_info
+from mede2_plugin.core.dataset_info import (
+    RegistrationConflict,
+    merge_dataset_info,
+    read_dataset_info,
+)
 
 WORKER = """
 import os, sys, time

@@ -75,7 +75,7 @@ def test_templates_keep_base_format_and_change_only_the_system(name):
 
     from llamafactory.data.template import TEMPLATES
 
-    from mede2_plugin.chat_format import system_prompt
+    from mede2_plugin.core.chat_format import system_prompt
     from mede2_plugin.llamafactory_ext.templates import base_name
 
     ours, base = TEMPLATES[name], TEMPLATES[base_name(name)]

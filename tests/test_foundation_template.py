@@ -7,9 +7,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mede2_plugin.chat_format import (assistant_response, boxed, llamafactory_prompt, openai_messages,
-                                      system_prompt)
-from mede2_plugin.questions import Question
+from mede2_plugin.core.chat_format import (
+    assistant_response,
+    boxed,
+    llamafactory_prompt,
+    openai_messages,
+    system_prompt,
+)
+from mede2_plugin.core.questions import Question
 
 
 @pytest.fixture(scope="module")

@@ -14,14 +14,14 @@ from mmrp_helpers import (
     verdict,
 )
 
-from mede2_plugin.jsonl import write_jsonl
+from mede2_plugin.core.jsonl import write_jsonl
 from mede2_plugin.mmrp.pairs import PairingPolicy, build_pairs
 
 pytest.importorskip("llamafactory", reason="the mede2_judged format is a LLaMA-Factory converter")
 
 import llamafactory.data  # noqa: F401 - LLaMA-Factory first, as in llamafactory-cli
 
-from mede2_plugin.mmrp.converter import (
+from mede2_plugin.llamafactory_ext.judged import (
     FORMAT_NAME,
     JudgedDatasetError,
     MedE2JudgedConverter,
@@ -165,13 +165,13 @@ HOOKED = (
     "original = ext.register_converters\n"
     "def register():\n"
     "    original()\n"
-    "    import mede2_plugin.mmrp.converter\n"
+    "    import mede2_plugin.llamafactory_ext.judged\n"
     "ext.register_converters = register\n"
 )
 CHECK = (
     "import llamafactory.data.loader as loader\n"
     "from llamafactory.data.converter import DATASET_CONVERTERS\n"
-    "from mede2_plugin.mmrp.converter import MedE2JudgedConverter\n"
+    "from mede2_plugin.llamafactory_ext.judged import MedE2JudgedConverter\n"
     "assert hasattr(loader.align_dataset, '__mede2_wrapped__'), loader.align_dataset\n"
     "assert DATASET_CONVERTERS['mede2_judged'] is MedE2JudgedConverter\n"
     "print('registered and wrapped')\n"
@@ -180,7 +180,7 @@ CHECK = (
 
 @pytest.mark.parametrize("first_import", [
     "import llamafactory.data.loader\n",         # LLaMA-Factory first: wrapped before the loader binds it
-    "import mede2_plugin.mmrp.converter\n",     # this module first: inside the import cycle
+    "import mede2_plugin.llamafactory_ext.judged\n",     # this module first: inside the import cycle
 ])
 def test_registration_from_the_import_hook_in_either_import_order(first_import):
     """As it runs once MedE2's import hook imports this module (simulated by patching the hook)."""
@@ -197,7 +197,7 @@ def test_importing_the_module_alone_registers_it():
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-c", "import mede2_plugin.mmrp.converter\n" + CHECK],
+    result = subprocess.run([sys.executable, "-c", "import mede2_plugin.llamafactory_ext.judged\n" + CHECK],
                             capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
 

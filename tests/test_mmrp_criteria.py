@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mede2_plugin.core.prompts import render
 from mede2_plugin.mmrp.criteria import (
     CRITERIA,
     VERDICT_SCHEMA,
@@ -18,7 +19,6 @@ from mede2_plugin.mmrp.criteria import (
 )
 from mede2_plugin.mmrp.judge import judge_messages, judge_prompt
 from mede2_plugin.mmrp.prescreen import prescreen
-from mede2_plugin.prompts import render
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mmrp"
 GOOD = {name: "Yes" for name in CRITERIA}
@@ -79,7 +79,7 @@ def test_judge_template_is_the_papers_appendix_a_prompt_word_for_word():
 def test_judge_message_carries_images_question_groundtruth_and_candidate(tmp_path):
     from mmrp_helpers import make_image
 
-    from mede2_plugin.chat_format import image_part  # noqa: F401 - same part format as the rollouts
+    from mede2_plugin.core.chat_format import image_part  # noqa: F401 - same part format as the rollouts
 
     image = make_image(tmp_path / "a.png")
     question = {"question": "What is seen?", "options": {"A": "Mass", "B": "Fracture"}, "answer": "B",

@@ -16,7 +16,7 @@ import pytest
 from mmrp_helpers import make_image, question_dict, write_questions
 
 from mede2_plugin.client import BackendConfig
-from mede2_plugin.jsonl import read_jsonl
+from mede2_plugin.core.jsonl import read_jsonl
 from mede2_plugin.mmrp.judge import JudgeConfig, run_judge
 from mede2_plugin.mmrp.pairs import PairingPolicy, write_preference_dataset
 from mede2_plugin.mmrp.rollout import RolloutConfig, run_rollouts
@@ -59,13 +59,13 @@ def _train(config: dict, cwd: Path, env: dict | None = None) -> subprocess.Compl
 
 
 # A llamafactory-cli process registers mede2_judged when MedE2's import hook imports
-# mede2_plugin.mmrp.converter; until the hook does, this sitecustomize (on PYTHONPATH) adds that import.
+# mede2_plugin.llamafactory_ext.judged; until the hook does, this sitecustomize (on PYTHONPATH) adds that import.
 SITECUSTOMIZE = """
 import mede2_plugin.llamafactory_ext as ext
 _register = ext.register_converters
 def register_converters():
     _register()
-    import mede2_plugin.mmrp.converter  # registers mede2_judged, wraps align_dataset
+    import mede2_plugin.llamafactory_ext.judged  # registers mede2_judged, wraps align_dataset
 ext.register_converters = register_converters
 """
 
@@ -135,8 +135,8 @@ def test_tiny_dpo_on_the_dynamic_judged_entry(tmp_path, tiny_model_dir):
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path / "site"), os.environ.get("PYTHONPATH")]))}
     from mmrp_helpers import candidate, judged_row, verdict
 
-    from mede2_plugin.jsonl import write_jsonl
-    from mede2_plugin.llamafactory_ext.register import merge_dataset_info
+    from mede2_plugin.core.dataset_info import merge_dataset_info
+    from mede2_plugin.core.jsonl import write_jsonl
     from mede2_plugin.mmrp.pairs import dataset_info_entries
 
     image = make_image(tmp_path / "media" / "scan.png")

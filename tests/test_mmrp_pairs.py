@@ -7,7 +7,7 @@ import json
 import pytest
 from mmrp_helpers import candidate, judged_row, prescreened_negative, verdict
 
-from mede2_plugin.jsonl import read_jsonl, write_jsonl
+from mede2_plugin.core.jsonl import read_jsonl, write_jsonl
 from mede2_plugin.mmrp.pairs import (
     PairingPolicy,
     build_pairs,

@@ -9,7 +9,7 @@ import pytest
 from mmrp_helpers import make_image, question_dict, write_questions
 
 from mede2_plugin.client import BackendConfig
-from mede2_plugin.jsonl import read_jsonl
+from mede2_plugin.core.jsonl import read_jsonl
 from mede2_plugin.mmrp.judge import JudgeConfig, run_judge
 from mede2_plugin.mmrp.pairs import PairingPolicy, build_pairs, load_judged
 from mede2_plugin.mmrp.rollout import RolloutConfig, run_rollouts
@@ -209,15 +209,15 @@ def test_bad_question_file_names_file_and_record(tmp_path):
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"id": "x", "source": "s", "question": "q", "options": {"A": "a"}, "colour": 1}) + "\n")
-    with pytest.raises(ValueError, match=r"bad.jsonl: record 1 \('x'\).*colour"):
+    with pytest.raises(ValueError, match=r"bad.jsonl:line 1 \('x'\).*colour"):
         run_rollouts(bad, tmp_path / "r.jsonl", BackendConfig(backend="openai", model="fake"))
     assert main(["rollout", "--questions", str(bad), "--output", str(tmp_path / "r.jsonl"),
                  "--m1-backend", "openai", "--m1-model", "fake"]) == 2
 
 
 def test_questions_from_mede2_curate_are_already_caption_stripped():
+    from mede2_plugin.core.questions import Question
     from mede2_plugin.mmrp.rollout import original_question, question_as_asked
-    from mede2_plugin.questions import Question
 
     curated = Question.from_dict({**question_dict("q9", "x.png"), "question": "Which finding is shown?",
                                   "metadata": {"caption_stripping": {"original_question": "A dark square. Which?",

@@ -7,31 +7,26 @@ from pathlib import Path
 
 import pytest
 
-from mede2_plugin.pipeline.config import SIMULATED, load_pipeline_config
-from mede2_plugin.pipeline.simulated import (
+from mede2_plugin.core.questions import Question
+from mede2_plugin.core.resources import examples_dir
+from mede2_plugin.core.settings import ConfigError, to_plain
+from mede2_plugin.core.stage import fingerprint_settings
+from mede2_plugin.demo.simulated import (
     TEACHER_FORMATS,
     QuestionScript,
     SimulatedRoles,
     load_script,
 )
-from mede2_plugin.pipeline.stages import (
-    Context,
-    Layout,
-    curate_settings,
-    declared,
-    distill_settings,
-)
+from mede2_plugin.pipeline.config import SIMULATED, load_pipeline_config
 from mede2_plugin.pipeline.state import ContentHasher
-from mede2_plugin.pipeline.training import (
+from mede2_plugin.pipeline.steps import Context, Layout, curate_config, distill_config
+from mede2_plugin.train.llamafactory import (
     TrainingError,
     effective_recipe,
     last_checkpoint,
     run_llamafactory,
     write_recipe,
 )
-from mede2_plugin.questions import Question
-from mede2_plugin.resources import examples_dir
-from mede2_plugin.settings import ConfigError
 
 DEMO = examples_dir() / "demo" / "pipeline.yaml"
 
@@ -77,15 +72,16 @@ def test_missing_pieces_are_named(tmp_path: Path) -> None:
 
 def test_roles_fill_the_stage_settings(tmp_path: Path) -> None:
     config = load_pipeline_config(DEMO)
-    ctx = Context(config, Layout(tmp_path), ContentHasher(), runtime_roles={})
-    curate = curate_settings(ctx, config.banks[1], runtime=False)
+    ctx = Context(config, Layout(tmp_path), ContentHasher())
+    curate = to_plain(curate_config(ctx, config.banks[1], runtime=False))
     assert curate["difficulty"]["baseline"]["backend"]["model"] == "simulated-baseline-solver"
-    assert curate["difficulty"]["strong"][0] == {"samples": 4, "temperature": 0.7,
-                                                 "backend": declared(config.roles.strong_solvers[0])}
+    strong = curate["difficulty"]["strong"][0]
+    assert (strong["samples"], strong["temperature"]) == (4, 0.7)
+    assert strong["backend"] == to_plain(config.roles.strong_solvers[0])
     assert curate["output_dir"] == str(tmp_path.resolve() / "curate" / "medxpertqa_mm_demo")
     leakage = curate["leakage"]["benchmarks"]
     assert leakage and leakage[0]["path"].endswith("MM/test.jsonl") and leakage[0]["format"] == "medxpertqa"
-    distill = distill_settings(ctx, runtime=False)
+    distill = to_plain(distill_config(ctx, runtime=False))
     teachers = {t["name"]: t for t in distill["teachers"]}
     assert teachers["o1-sim"]["reasoning"] == "summary" and teachers["o1-sim"]["expand_summary"] is True
     assert teachers["r1-sim"]["backend"]["model"] == "simulated-reasoner"
@@ -94,7 +90,7 @@ def test_roles_fill_the_stage_settings(tmp_path: Path) -> None:
 
 def test_fingerprint_settings_leave_out_pacing_and_price() -> None:
     config = load_pipeline_config(DEMO, ["roles.judge.concurrency=2", "roles.judge.prices={x: {input: 1, output: 2}}"])
-    plain = declared(config.roles.judge)
+    plain = fingerprint_settings(config.roles.judge)
     assert "concurrency" not in plain and "prices" not in plain and plain["model"] == "simulated-judge"
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from mede2_plugin.resources import examples_dir
+from mede2_plugin.core.resources import examples_dir
 
 DEMO = examples_dir() / "demo" / "pipeline.yaml"
 API_KEY = "sk-mede2demo-" + secrets.token_hex(16)

@@ -8,13 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mede2_plugin.pipeline.manifest import (
-    REDACTED,
-    Manifest,
-    Redactor,
-    package_versions,
-    usage_of,
-)
+from mede2_plugin.core.redact import REDACTED, Redactor
+from mede2_plugin.pipeline.manifest import Manifest, package_versions, usage_of
 
 
 @pytest.fixture()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from mede2_plugin.core.stage import StageInputs
 from mede2_plugin.pipeline.runner import _relative, select_stages
-from mede2_plugin.pipeline.stages import STAGE_NAMES
 from mede2_plugin.pipeline.state import (
     COMPLETE,
     FRESH,
@@ -17,17 +17,18 @@ from mede2_plugin.pipeline.state import (
     RESUME,
     SKIP,
     ContentHasher,
-    StageInputs,
     StageStore,
+    describe,
     fingerprint,
     json_hash,
 )
+from mede2_plugin.pipeline.steps import STAGE_NAMES
 
 
 def _described(tmp_path: Path, hasher: ContentHasher, settings: dict | None = None,
                templates: list[str] | None = None) -> dict:
-    return StageInputs(files=[str(tmp_path / "in.jsonl")], settings=settings or {"k": 1},
-                       templates=templates or ["prompts/system.j2"]).describe(hasher)
+    return describe(StageInputs(files=[str(tmp_path / "in.jsonl")], settings=settings or {"k": 1},
+                                templates=templates or ["prompts/system.j2"]), hasher)
 
 
 def test_content_hash_follows_content_not_time(tmp_path: Path) -> None:

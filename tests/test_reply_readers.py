@@ -15,6 +15,9 @@ from mmrp_helpers import make_image, question_dict, write_questions
 from reply_helpers import msg, parts, provider_samples
 
 from mede2_plugin.client import BackendConfig
+from mede2_plugin.core.jsonl import read_jsonl
+from mede2_plugin.core.questions import Question
+from mede2_plugin.core.replies import parse_json
 from mede2_plugin.curate.captions import parse_rewrite
 from mede2_plugin.curate.classify import parse_category
 from mede2_plugin.curate.config import SolverConfig
@@ -23,18 +26,15 @@ from mede2_plugin.distill.config import TraceFilterConfig
 from mede2_plugin.distill.filter import judge_verdict
 from mede2_plugin.evaluate.agreement import score_value
 from mede2_plugin.evaluate.scoring import score_question
-from mede2_plugin.jsonl import read_jsonl
 from mede2_plugin.mmrp.criteria import VerdictError, parse_verdict
 from mede2_plugin.mmrp.judge import _new_candidate
 from mede2_plugin.mmrp.rollout import RolloutConfig, run_rollouts
-from mede2_plugin.questions import Question
-from mede2_plugin.replies import parse_json
 from mede2_plugin.testing import FakeOpenAIServer
 
 OBJ = {"category": "reasoning", "rationale": "several steps"}
 J = json.dumps(OBJ)
 
-# -- the shared JSON reader (mede2_plugin.replies.parse_json) -----------------------------------
+# -- the shared JSON reader (mede2_plugin.core.replies.parse_json) -----------------------------------
 JSON_SHAPES: dict[str, tuple[dict[str, Any], Any]] = {
     "bare": (msg(J), OBJ),
     "pretty-printed": (msg(json.dumps(OBJ, indent=2)), OBJ),

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from mede2_plugin.cli import main
+from mede2_plugin.core.questions import Question
 from mede2_plugin.curate.captions import run_strip
 from mede2_plugin.curate.config import load_curate_config
 from mede2_plugin.mmrp.criteria import CRITERIA
 from mede2_plugin.mmrp.pairs import write_preference_dataset
-from mede2_plugin.questions import Question
 from mede2_plugin.review.app import ReviewApp, ReviewSettings
 from mede2_plugin.review.audit import audit_sample
 from mede2_plugin.review.decisions import flagged_pairs

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from reply_helpers import msg, parts, provider_samples
 
-from mede2_plugin.answers import extract_choice, has_think_answer_structure
-from mede2_plugin.chat_format import assistant_response
+from mede2_plugin.core.answers import extract_choice, has_think_answer_structure
+from mede2_plugin.core.chat_format import assistant_response
+from mede2_plugin.core.questions import Question
 from mede2_plugin.distill.build import sft_record
 from mede2_plugin.distill.config import TeacherConfig, TraceFilterConfig
 from mede2_plugin.distill.filter import rule_failures
 from mede2_plugin.distill.generate import teacher_traces
-from mede2_plugin.questions import Question
 
 Q = Question(id="q", source="t", question="A man with a proximal deep vein thrombosis needs treatment. Which drug?",
              options={"A": "Aspirin", "B": "Heparin"}, answer="B")

@@ -10,32 +10,48 @@ arrives. Output rows::
      "stage", "error"}
 
 ``parsed`` is present when the request asked for JSON (``response_schema``): the reply's JSON
-value read by the shared reader (:func:`mede2_plugin.replies.parse_json`), or None when it
+value read by the shared reader (:func:`mede2_plugin.core.replies.parse_json`), or None when it
 holds none. ``cost_usd`` is what this row cost in this run (0.0 for a cache hit, None when the
-model's price is unknown). A failed item has ``samples: []`` and an ``error`` saying why.
+model's price is unknown; at the batch price for ``mode: batch``). A failed item has
+``samples: []`` and an ``error`` saying why.
+
+Fewer samples than ``n``: when the server keeps returning fewer samples than asked (it caps or
+ignores ``n``), the row is an answer with the samples that came back plus ``short_by`` (how many
+are missing) and a ``warning`` saying why; stages use the samples there are, and a rerun does not
+ask again (change the request, e.g. its ``n``, to ask anew). Rows answered through a provider
+batch (``mode: batch``) also hold ``batch_id``.
+
+Runs sharing a response cache claim each key before calling (:mod:`mede2_plugin.client.claims`):
+a request another run is answering right now waits for that answer instead of being paid twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from mede2_plugin.client.backends.base import Backend, Completion, create_backend
 from mede2_plugin.client.cache import ResponseCache, cache_key
+from mede2_plugin.client.claims import ClaimedWork
 from mede2_plugin.client.config import BackendConfig, ChatRequest
 from mede2_plugin.client.cost import Budget, call_cost, format_usd, price_for
 from mede2_plugin.client.limits import RateLimiter, estimate_tokens
-from mede2_plugin.jsonl import JsonlStore
-from mede2_plugin.replies import parse_json as parse_json_text
+from mede2_plugin.core.redact import Redactor
+from mede2_plugin.core.jsonl import JsonlStore, latest_records
+from mede2_plugin.core.replies import parse_json as parse_json_text
 
 CACHE_DIR_NAME = ".mede2-cache"
 MAX_ERROR_CHARS = 600
+
+
+class OutputWriteError(OSError):
+    """The output or the response cache cannot be written (full disk, ...): the run stops."""
 
 
 @dataclass
@@ -58,7 +74,11 @@ class BatchSummary:
         completion_tokens: completion tokens paid in this run (cache hits excluded).
         cost_usd: spend of this run; None when some paid call's price is unknown.
         budget_exhausted: the budget cap stopped the run early.
+        short: requests answered in this run with fewer samples than ``n`` (rows with ``short_by``).
+        batches: provider batches submitted in this run (``mode: batch``).
         elapsed_s: wall time of the run.
+        rows: the output row of each request id, this run's or the one already in the output
+            (ids left without a row are absent); kept out of :meth:`to_dict`.
     """
 
     stage: str
@@ -76,38 +96,33 @@ class BatchSummary:
     completion_tokens: int = 0
     cost_usd: float | None = 0.0
     budget_exhausted: bool = False
+    short: int = 0
+    batches: int = 0
     elapsed_s: float = 0.0
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The figures, without :attr:`rows`."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "rows"}
 
     def line(self) -> str:
         """One human-readable line."""
         text = (f"[{self.stage}] {self.succeeded}/{self.total} answered, {self.failed} failed, "
                 f"{self.skipped} already done, {self.cache_hits} cached, {self.calls} calls, "
                 f"{self.prompt_tokens}+{self.completion_tokens} tokens, spend {format_usd(self.cost_usd)}")
+        if self.short:
+            text += f"; {self.short} with fewer samples than asked (see 'warning' in their rows)"
         if self.budget_exhausted:
             text += f"; budget reached, {self.not_attempted} not attempted"
         return text
 
 
-def _redactor(config: BackendConfig):
-    secret = os.environ.get(config.api_key_env or "", "") if config.api_key_env else ""
-
-    def redact(text: str) -> str:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-        return text
-
-    return redact
-
-
-def _error_text(err: BaseException, redact) -> str:
+def _error_text(err: BaseException, redact: Redactor) -> str:
     message = str(err).strip() or repr(err)
     cause = err.__cause__
     if cause is not None and str(cause) and str(cause) not in message:
         message += f" (caused by {type(cause).__name__}: {cause})"
-    return redact(f"{type(err).__name__}: {message}")[:MAX_ERROR_CHARS]
+    return redact.text(f"{type(err).__name__}: {message}")[:MAX_ERROR_CHARS]
 
 
 def _resolve_cache(config: BackendConfig, output: Path, cache: ResponseCache | None) -> ResponseCache | None:
@@ -129,8 +144,9 @@ class _Run:
         self.store = JsonlStore(output)
         self.cache = cache
         self.backend = backend
-        self.redact = _redactor(config)
+        self.redact = Redactor([config.api_key_env] if config.api_key_env else [])
         self.price = price_for(config.model, config.prices)
+        self.batch_price = price_for(config.model, config.prices, mode="batch")
         self.budget = Budget(cap_usd=config.budget_usd)
         self.summary = BatchSummary(stage=stage, output=str(output), backend=config.backend,
                                     model=config.model, total=len(requests))
@@ -138,12 +154,13 @@ class _Run:
         self.bar = None
 
     # -- accounting -----------------------------------------------------------------------
-    def _cost(self, completion: Completion) -> float | None:
-        if self.price is None:
+    def _cost(self, completion: Completion, batch: bool = False) -> float | None:
+        price = self.batch_price if batch else self.price
+        if price is None:
             if self.backend is not None and not getattr(self.backend, "priced", True):
                 return 0.0
             return None
-        return call_cost(completion.prompt_tokens, completion.completion_tokens, self.price)
+        return call_cost(completion.prompt_tokens, completion.completion_tokens, price)
 
     def _row(self, request: ChatRequest, completion: Completion | None, cost: float | None,
              cached: bool, error: str | None) -> dict[str, Any]:
@@ -156,41 +173,69 @@ class _Run:
                 samples.append(item)
         usage = {"prompt_tokens": completion.prompt_tokens if completion else 0,
                  "completion_tokens": completion.completion_tokens if completion else 0}
-        return {"id": request.id, "samples": samples, "usage": usage, "cost_usd": cost, "cached": cached,
-                "backend": self.config.backend, "model": self.config.model, "stage": self.stage,
-                "error": error}
+        row = {"id": request.id, "samples": samples, "usage": usage, "cost_usd": cost, "cached": cached,
+               "backend": self.config.backend, "model": self.config.model, "stage": self.stage,
+               "error": error}
+        if completion is not None and len(samples) < request.n:  # the server returned fewer than asked
+            row["short_by"] = request.n - len(samples)
+            row["warning"] = self.redact.text(completion.warning or f"{len(samples)} of {request.n} samples")
+        return row
 
-    def record_success(self, request: ChatRequest, completion: Completion, key: str | None) -> None:
-        cost = self._cost(completion)
+    def record_success(self, request: ChatRequest, completion: Completion, key: str | None,
+                       batch_id: str | None = None) -> None:
+        """A paid answer: cached, then written (``batch_id``: answered by that provider batch,
+        priced at the batch price)."""
+        cost = self._cost(completion, batch=batch_id is not None)
         if cost is None:
             self.unknown_cost = True
         self.budget.add(cost)
         self.summary.prompt_tokens += completion.prompt_tokens
         self.summary.completion_tokens += completion.completion_tokens
         if self.cache is not None and key is not None:
-            self.cache.put(key, completion, self.config.model)  # before the row: a kill here costs nothing
-        self.store.append(self._row(request, completion, cost, cached=False, error=None))
+            try:
+                self.cache.put(key, completion, self.config.model)  # before the row: a kill here costs nothing
+            except sqlite3.Error as err:  # e.g. "database or disk is full"
+                raise OutputWriteError(f"{self.cache.path}: cannot store an answer in the response cache ({err}); "
+                                       "nothing more is sent") from None
+        row = self._row(request, completion, cost, cached=False, error=None)
+        if batch_id is not None:
+            row["batch_id"] = batch_id
+        self._append(row)
         self.summary.succeeded += 1
+        self.summary.short += "short_by" in row
         self._tick()
 
+    def _append(self, row: dict[str, Any]) -> None:
+        try:
+            self.store.append(row)
+        except OSError as err:  # a full disk, a removed folder: stop at once, say where
+            raise OutputWriteError(f"{self.store.path}: cannot write the row of {row['id']!r} ({err.strerror or err}); "
+                                   "nothing more is sent, and the answers paid so far are in the response "
+                                   "cache: a rerun writes them without paying again") from None
+
     def record_cached(self, request: ChatRequest, completion: Completion) -> None:
-        self.store.append(self._row(request, completion, 0.0, cached=True, error=None))
+        row = self._row(request, completion, 0.0, cached=True, error=None)
+        self._append(row)
         self.summary.cache_hits += 1
         self.summary.succeeded += 1
+        self.summary.short += "short_by" in row
         self._tick()
 
     def record_failure(self, request: ChatRequest, err: BaseException) -> None:
-        self.store.append(self._row(request, None, None, cached=False, error=_error_text(err, self.redact)))
+        self._append(self._row(request, None, None, cached=False, error=_error_text(err, self.redact)))
         self.summary.failed += 1
         self._tick()
 
     # -- progress -------------------------------------------------------------------------
-    def open_bar(self, initial: int) -> None:
-        if not self.config.progress:
+    def open_bar(self) -> None:
+        """Show the bar (once the backend is ready: a setup error stays one line), starting from
+        the items already done."""
+        if not self.config.progress or self.bar is not None:
             return
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=self.summary.total, initial=initial, desc=self.stage, unit="req",
+        done = self.summary.succeeded + self.summary.failed
+        self.bar = tqdm(total=self.summary.total, initial=done, desc=self.stage, unit="req",
                         dynamic_ncols=True, smoothing=0.1)
         self._tick(advance=False)
 
@@ -209,12 +254,11 @@ class _Run:
         self.store.close()
 
 
-async def _run_api(run: _Run, pending: list[tuple[ChatRequest, str | None]]) -> int:
+async def _run_api(run: _Run, work: ClaimedWork) -> int:
     """Per-request calls, ``concurrency`` workers, rpm/tpm pacing; returns how many started."""
     backend = run.backend
     assert backend is not None
     limiter = RateLimiter(rpm=run.config.rpm, tpm=run.config.tpm)
-    queue = iter(pending)
     started = 0
 
     async def worker() -> None:
@@ -222,10 +266,10 @@ async def _run_api(run: _Run, pending: list[tuple[ChatRequest, str | None]]) -> 
         while True:
             if not run.budget.may_start():
                 return
-            try:
-                request, key = next(queue)
-            except StopIteration:
+            item = await work.next()
+            if item is None:
                 return
+            request, key = item
             estimate = estimate_tokens(request.messages, request.max_tokens, request.n)
             await limiter.acquire(estimate)
             if not run.budget.may_start():  # spend may have grown while waiting
@@ -238,6 +282,7 @@ async def _run_api(run: _Run, pending: list[tuple[ChatRequest, str | None]]) -> 
                 completion = await backend.agenerate(request)
             except Exception as err:  # noqa: BLE001 - every failure becomes the item's error row
                 run.budget.in_flight -= 1
+                work.release(key)
                 run.record_failure(request, err)
             else:
                 run.budget.in_flight -= 1
@@ -246,21 +291,21 @@ async def _run_api(run: _Run, pending: list[tuple[ChatRequest, str | None]]) -> 
             finally:
                 limiter.settle(estimate, actual)
 
-    workers = min(run.config.concurrency, max(1, len(pending)))
+    workers = min(run.config.concurrency, max(1, len(work)))
     await asyncio.gather(*(worker() for _ in range(workers)))
     return started
 
 
-async def _run_batched(run: _Run, pending: list[tuple[ChatRequest, str | None]]) -> int:
+async def _run_batched(run: _Run, work: ClaimedWork) -> int:
     """Chunks of ``batch_size`` handed to the engine in a worker thread; returns how many started."""
     backend = run.backend
     assert backend is not None
     size = max(1, run.config.batch_size)
     started = 0
-    for start in range(0, len(pending), size):
-        if not run.budget.may_start():
+    while run.budget.may_start():
+        chunk = await work.take(size)
+        if not chunk:
             break
-        chunk = pending[start:start + size]
         started += len(chunk)
         run.summary.calls += len(chunk)
         requests = [request for request, _ in chunk]
@@ -272,10 +317,52 @@ async def _run_batched(run: _Run, pending: list[tuple[ChatRequest, str | None]])
             results = [err] * len(requests)
         for (request, key), result in zip(chunk, results):
             if isinstance(result, BaseException):
+                work.release(key)
                 run.record_failure(request, result)
             else:
                 run.record_success(request, result, key)
     return started
+
+
+async def _call_backend(run: _Run, work: ClaimedWork) -> int:
+    """Send the claimed requests through the run's backend (built here unless given); returns
+    how many were sent."""
+    if run.config.mode == "batch":  # the provider's batch API; failed items may come back here
+        from mede2_plugin.client.provider_batch import run_provider_batches
+
+        return await run_provider_batches(run, work, interactive=lambda: _call_interactive(run, work))
+    return await _call_interactive(run, work)
+
+
+async def _call_interactive(run: _Run, work: ClaimedWork) -> int:
+    owns_backend = run.backend is None
+    if run.backend is None:
+        run.backend = create_backend(run.config)
+    run.open_bar()
+    try:
+        if getattr(run.backend, "batched", False):
+            return await _run_batched(run, work)
+        return await _run_api(run, work)
+    finally:
+        if owns_backend:
+            aclose = getattr(run.backend, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            else:
+                run.backend.close()
+
+
+def _check_budget_prices(run: _Run) -> None:
+    """A budget needs the price of every kind of call the run may make (batch, interactive)."""
+    config = run.config
+    if config.budget_usd is None or config.backend not in ("openai", "gemini"):
+        return
+    if run.price is None and (config.mode == "interactive" or config.batch_retry == "interactive"):
+        raise ValueError(f"budget_usd is set but model {config.model!r} has no price; add "
+                         f"prices: {{{config.model!r}: {{input: USD_per_Mtok, output: USD_per_Mtok}}}}")
+    if config.mode == "batch" and run.batch_price is None:
+        raise ValueError(f"budget_usd is set but model {config.model!r} has no batch price; add "
+                         f"prices: {{{config.model!r}: {{input: ..., output: ..., batch: {{input: ..., output: ...}}}}}}")
 
 
 def _check_ids(requests: list[ChatRequest]) -> None:
@@ -298,9 +385,7 @@ async def arun_batch(requests: Iterable[ChatRequest], output: str | Path, config
     cache = _resolve_cache(config, output, cache)
     run = _Run(requests, output, config, stage, cache, backend)
     try:
-        if config.budget_usd is not None and run.price is None and config.backend in ("openai", "gemini"):
-            raise ValueError(f"budget_usd is set but model {config.model!r} has no price; add "
-                             f"prices: {{{config.model!r}: {{input: USD_per_Mtok, output: USD_per_Mtok}}}}")
+        _check_budget_prices(run)
         pending: list[ChatRequest] = []
         for request in requests:
             previous = run.store.get(request.id)
@@ -309,42 +394,23 @@ async def arun_batch(requests: Iterable[ChatRequest], output: str | Path, config
                 run.summary.succeeded += 1
             else:
                 pending.append(request)
-        run.open_bar(initial=run.summary.skipped)
-        uncached: list[tuple[ChatRequest, str | None]] = []
-        for request in pending:
-            key = None
-            if cache is not None:
-                try:
-                    key = cache_key(config, request)
-                except (OSError, ValueError) as err:  # e.g. a missing image: this item fails, not the batch
-                    run.record_failure(request, err)
-                    continue
-                hit = cache.get(key)
-                if hit is not None:
-                    run.record_cached(request, hit)
-                    continue
-            uncached.append((request, key))
-        if uncached:
-            if run.backend is None:
-                run.backend = create_backend(config)
-                owns_backend = True
-            else:
-                owns_backend = False
-            try:
-                if getattr(run.backend, "batched", False):
-                    started = await _run_batched(run, uncached)
-                else:
-                    started = await _run_api(run, uncached)
-            finally:
-                if owns_backend:
-                    aclose = getattr(run.backend, "aclose", None)
-                    if aclose is not None:
-                        await aclose()
-                    else:
-                        run.backend.close()
-            run.summary.not_attempted = len(uncached) - started
-            run.summary.budget_exhausted = run.budget.exhausted and run.summary.not_attempted > 0
+        async with ClaimedWork(cache, config.cache_lease_s, run.record_cached) as work:
+            for request in pending:
+                key = None
+                if cache is not None:
+                    try:
+                        key = cache_key(config, request)
+                    except (OSError, ValueError) as err:  # e.g. a missing image: this item fails, not the batch
+                        run.record_failure(request, err)
+                        continue
+                work.add(request, key)  # answered from the cache, claimed, or waiting for another run
+            queued = len(work)
+            if queued:
+                started = await _call_backend(run, work)
+                run.summary.not_attempted = queued - started - work.answered_elsewhere
+                run.summary.budget_exhausted = run.budget.exhausted and run.summary.not_attempted > 0
         run.summary.cost_usd = None if run.unknown_cost else round(run.budget.spent_usd, 10)
+        run.summary.rows = {r.id: row for r in requests if (row := run.store.get(r.id)) is not None}
     finally:
         run.close()
         if own_cache and cache is not None:
@@ -393,10 +459,9 @@ def run_batch(requests: Iterable[ChatRequest], output: str | Path, config: Backe
 
 def usage_totals(output: str | Path) -> dict[str, Any]:
     """Token and cost totals over every row of a results file (cost None if any is unknown)."""
-    store = JsonlStore(output)
     totals: dict[str, Any] = {"rows": 0, "answered": 0, "failed": 0, "prompt_tokens": 0,
                               "completion_tokens": 0, "cost_usd": 0.0}
-    for row in store.records():
+    for row in latest_records(output).values():
         totals["rows"] += 1
         totals["answered" if row.get("error") is None else "failed"] += 1
         usage = row.get("usage") or {}
@@ -408,5 +473,4 @@ def usage_totals(output: str | Path) -> dict[str, Any]:
                 totals["cost_usd"] = None
             else:
                 totals["cost_usd"] += row["cost_usd"]
-    store.close()
     return totals

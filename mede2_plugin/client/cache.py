@@ -9,25 +9,39 @@ modification time, so retraining into the same folder never serves the old model
 Only successful responses are stored. The store is one
 SQLite file (WAL mode, one commit per response), safe against a killed process and shared by
 every output file and process that points at the same folder.
+
+Claims: checking the cache only before sending would let two runs sharing a cache pay for the
+same request twice. So a key is *claimed* (table ``claims``: owner, host, pid, lease end) before
+its call is made, in the same transaction that finds it missing; another run finding the claim
+waits for the answer (:class:`~mede2_plugin.client.claims.ClaimedWork`) instead of paying again.
+The owner renews its claims while its calls are in flight; the answer replaces the claim in one
+transaction, and a failed call gives the claim up. A claim whose lease ran out, or whose owner
+process on this host is gone (killed), is taken over by the next run that wants the key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from mede2_plugin.client.backends.base import Completion, Sample
 from mede2_plugin.client.config import BackendConfig, ChatRequest
-from mede2_plugin.client.images import content_hash, map_image_urls, training_resize_args
+from mede2_plugin.core.media import content_hash, map_image_urls, training_resize_args
 
 CACHE_FILE = "responses.sqlite3"
 KEY_VERSION = 1
+HOST = socket.gethostname()
+HIT, CLAIMED, BUSY = "hit", "claimed", "busy"  # outcomes of ResponseCache.claim
 
 
 def cache_key(config: BackendConfig, request: ChatRequest) -> str:
@@ -81,38 +95,105 @@ def folder_fingerprint(path: str) -> str | None:
     return hashlib.sha256(json.dumps(stats).encode("utf-8")).hexdigest()
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def new_owner() -> str:
+    """A claim owner: one per run (two runs in one process are two owners)."""
+    return f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
 class ResponseCache:
-    """Key -> :class:`Completion`, stored in ``<directory>/responses.sqlite3``."""
+    """Key -> :class:`Completion`, stored in ``<directory>/responses.sqlite3``, with key claims."""
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / CACHE_FILE
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+        self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, "
                          "created REAL, completion TEXT)")
-        self._db.commit()
+        self._db.execute("CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT, host TEXT, "
+                         "pid INTEGER, expires REAL)")
+
+    @staticmethod
+    def _completion(text: str) -> Completion:
+        data = json.loads(text)
+        return Completion(samples=[Sample(**s) for s in data["samples"]], prompt_tokens=data["prompt_tokens"],
+                          completion_tokens=data["completion_tokens"], warning=data.get("warning"))
 
     def get(self, key: str) -> Completion | None:
         with self._lock:
             row = self._db.execute("SELECT completion FROM responses WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            return None
-        data = json.loads(row[0])
-        return Completion(samples=[Sample(**s) for s in data["samples"]],
-                          prompt_tokens=data["prompt_tokens"], completion_tokens=data["completion_tokens"])
+        return None if row is None else self._completion(row[0])
 
     def put(self, key: str, completion: Completion, model: str = "") -> None:
+        """Store the answer of ``key``; any claim on it ends in the same transaction."""
         data: dict[str, Any] = {"samples": [s.to_dict() for s in completion.samples],
                                 "prompt_tokens": completion.prompt_tokens,
                                 "completion_tokens": completion.completion_tokens}
-        with self._lock:
+        if completion.warning:
+            data["warning"] = completion.warning
+        with self._lock, self._transaction():
             self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)",
                              (key, model, time.time(), json.dumps(data, ensure_ascii=False)))
-            self._db.commit()
+            self._db.execute("DELETE FROM claims WHERE key = ?", (key,))
+
+    # -- claims ---------------------------------------------------------------------------
+    def claim(self, key: str, owner: str, lease_s: float) -> tuple[str, Completion | None]:
+        """``(HIT, answer)`` when ``key`` is answered; else ``(CLAIMED, None)`` when ``owner`` now
+        holds it (nobody did, or the holder's lease ran out or its process here is gone), or
+        ``(BUSY, None)`` while another live claim (or ``owner``'s own earlier one) holds it."""
+        now = time.time()
+        with self._lock, self._transaction():
+            row = self._db.execute("SELECT completion FROM responses WHERE key = ?", (key,)).fetchone()
+            if row is not None:
+                return HIT, self._completion(row[0])
+            holder = self._db.execute("SELECT owner, host, pid, expires FROM claims WHERE key = ?",
+                                      (key,)).fetchone()
+            if holder is not None:
+                holder_owner, host, pid, expires = holder
+                gone = host == HOST and not _pid_alive(pid)
+                if holder_owner == owner or (expires > now and not gone):
+                    return BUSY, None
+            self._db.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?)",
+                             (key, owner, HOST, os.getpid(), now + lease_s))
+        return CLAIMED, None
+
+    def renew(self, owner: str, lease_s: float) -> None:
+        """Extend every claim of ``owner`` by ``lease_s`` from now."""
+        with self._lock:
+            self._db.execute("UPDATE claims SET expires = ? WHERE owner = ?", (time.time() + lease_s, owner))
+
+    def release(self, owner: str, key: str | None = None) -> None:
+        """Give up ``owner``'s claim on ``key`` (every claim of ``owner`` when ``key`` is None)."""
+        with self._lock:
+            if key is None:
+                self._db.execute("DELETE FROM claims WHERE owner = ?", (owner,))
+            else:
+                self._db.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, owner))
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error): the check and the write of a
+        claim happen under SQLite's write lock, so two processes never both claim one key."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def __len__(self) -> int:
         with self._lock:

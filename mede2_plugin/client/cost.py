@@ -5,41 +5,59 @@ the exact name first, then the longest configured prefix (``gemini-2.5-pro-previ
 ``gemini-2.5-pro``). A model with no price has cost ``None``, shown as "unknown"; nothing is
 guessed. The built-in table is a convenience with list prices as published in mid-2025 (standard
 tier, short prompts); set ``prices`` in the backend config to override or extend it.
+
+Batch prices: an entry may hold ``"batch": {"input": x, "output": y}``, the price of the same
+tokens sent through the provider's batch API (``mode: batch``; OpenAI's Batch API and Gemini's
+batch mode both bill half the interactive price). A model without a batch entry has an unknown
+batch cost. A configured entry replaces the built-in one whole, its batch price included.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-DEFAULT_PRICES: dict[str, dict[str, float]] = {
-    "gemini-2.5-pro": {"input": 1.25, "output": 10.0},
-    "gemini-2.5-flash": {"input": 0.30, "output": 2.50},
-    "gpt-4o": {"input": 2.50, "output": 10.0},
-    "gpt-4o-mini": {"input": 0.15, "output": 0.60},
-    "gpt-4.1": {"input": 2.0, "output": 8.0},
-    "o3": {"input": 2.0, "output": 8.0},
-    "deepseek-reasoner": {"input": 0.55, "output": 2.19},
+DEFAULT_PRICES: dict[str, dict[str, Any]] = {
+    "gemini-2.5-pro": {"input": 1.25, "output": 10.0, "batch": {"input": 0.625, "output": 5.0}},
+    "gemini-2.5-flash": {"input": 0.30, "output": 2.50, "batch": {"input": 0.15, "output": 1.25}},
+    "gpt-4o": {"input": 2.50, "output": 10.0, "batch": {"input": 1.25, "output": 5.0}},
+    "gpt-4o-mini": {"input": 0.15, "output": 0.60, "batch": {"input": 0.075, "output": 0.30}},
+    "gpt-4.1": {"input": 2.0, "output": 8.0, "batch": {"input": 1.0, "output": 4.0}},
+    "o3": {"input": 2.0, "output": 8.0, "batch": {"input": 1.0, "output": 4.0}},
+    "deepseek-reasoner": {"input": 0.55, "output": 2.19},  # no batch API
 }
+PRICE_MODES = ("interactive", "batch")
 
 
-def price_for(model: str, prices: dict[str, dict[str, float]] | None = None,
-              use_defaults: bool = True) -> dict[str, float] | None:
-    """The price entry for ``model`` (configured prices before the built-in table), or None."""
+def price_for(model: str, prices: dict[str, dict[str, Any]] | None = None,
+              use_defaults: bool = True, mode: str = "interactive") -> dict[str, float] | None:
+    """The ``{"input", "output"}`` price of ``model`` in ``mode`` (``interactive`` or ``batch``),
+    configured prices before the built-in table; None when unknown."""
+    if mode not in PRICE_MODES:
+        raise ValueError(f"price mode must be one of {', '.join(PRICE_MODES)}, got {mode!r}")
     table = dict(DEFAULT_PRICES) if use_defaults else {}
     table.update(prices or {})
+    key = _table_key(model, table)
+    if key is None:
+        return None
+    entry = _checked(key, table[key])
+    if mode == "interactive":
+        return entry
+    batch = table[key].get("batch")
+    return None if batch is None else _checked(f"{key} (batch)", batch)
+
+
+def _table_key(model: str, table: dict[str, Any]) -> str | None:
     if model in table:
-        return _checked(model, table[model])
+        return model
     name = model.rsplit("/", 1)[-1]  # "models/gemini-2.5-pro", "org/model"
     if name in table:
-        return _checked(name, table[name])
+        return name
     matches = [key for key in table if name.startswith(key)]
-    if matches:
-        key = max(matches, key=len)
-        return _checked(key, table[key])
-    return None
+    return max(matches, key=len) if matches else None
 
 
-def _checked(model: str, entry: dict[str, float]) -> dict[str, float]:
+def _checked(model: str, entry: dict[str, Any]) -> dict[str, float]:
     if not isinstance(entry, dict) or not {"input", "output"} <= set(entry):
         raise ValueError(f"price of {model!r} must be {{'input': usd_per_mtok, 'output': usd_per_mtok}}, got {entry!r}")
     return {"input": float(entry["input"]), "output": float(entry["output"])}

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mede2_plugin.client.images import image_url
+from mede2_plugin.core.media import image_url
 
 
 class RateLimiter:

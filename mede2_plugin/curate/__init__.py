@@ -11,7 +11,7 @@ Steps: :mod:`~mede2_plugin.curate.difficulty` (baseline / strong solvers, re-thr
 against evaluation benchmarks). Settings: :mod:`~mede2_plugin.curate.config`.
 """
 
-from mede2_plugin.curate.common import BankSource, StepReport, format_table
+from mede2_plugin.core.steps import StepReport, format_table
 from mede2_plugin.curate.config import (
                                         ClassifyConfig,
                                         CurateConfig,
@@ -22,6 +22,7 @@ from mede2_plugin.curate.config import (
                                         load_curate_config,
 )
 from mede2_plugin.curate.pipeline import rethreshold, run_all, run_step
+from mede2_plugin.data.source import BankSource
 
 __all__ = ["BankSource", "ClassifyConfig", "CurateConfig", "DifficultyConfig", "LeakageConfig", "SolverConfig",
            "StepReport", "StripConfig", "format_table", "load_curate_config", "rethreshold", "run_all",

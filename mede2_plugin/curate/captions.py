@@ -10,7 +10,7 @@ rewrite drops the question, or keeps it unrewritten with ``on_check_failure: kee
 model's rewrite and the checks (:mod:`mede2_plugin.review.decisions`); a rerun applies it again.
 
 Replies read (:func:`parse_rewrite`, through the shared JSON reader
-:func:`mede2_plugin.replies.sample_json`; rewriters: GPT-4o, Gemini, open models): the backend's
+:func:`mede2_plugin.core.replies.sample_json`; rewriters: GPT-4o, Gemini, open models): the backend's
 schema-parsed JSON; bare JSON; JSON in a ```` ```json ```` fence or with prose around it; JSON
 after a ``<think>`` block; ``removed`` as a list or a single string. No JSON object with a
 non-empty ``question`` is ``rewrite_unparsable``.
@@ -28,20 +28,24 @@ from pathlib import Path
 from typing import Any
 
 from mede2_plugin.client.config import ChatRequest
-from mede2_plugin.curate.common import (
+from mede2_plugin.core.files import atomic_write_text
+from mede2_plugin.core.prompts import template_hash
+from mede2_plugin.core.questions import Question
+from mede2_plugin.core.replies import sample_json
+from mede2_plugin.core.steps import (
     KEPT,
     StepReport,
-    ask_image_questions,
-    json_question_request,
     row_error,
     row_samples,
     write_step_outputs,
 )
+from mede2_plugin.curate.asking import ask_image_questions, json_question_request
 from mede2_plugin.curate.config import CurateConfig, StripConfig
-from mede2_plugin.prompts import template_hash
-from mede2_plugin.questions import Question
-from mede2_plugin.replies import sample_json
-from mede2_plugin.review.decisions import apply_rewrite_decision, review_counts, rewrite_decisions
+from mede2_plugin.review.decisions import (
+    apply_rewrite_decision,
+    review_counts,
+    rewrite_decisions,
+)
 
 RESPONSE_SCHEMA = {
     "type": "object",
@@ -111,7 +115,7 @@ def check_rewrite(question: Question, rewrite: dict[str, Any], cfg: StripConfig)
 
 
 def strip_request(question: Question, cfg: StripConfig, config: CurateConfig) -> ChatRequest:
-    return json_question_request(question, cfg, RESPONSE_SCHEMA, media_dir=config.media_dir,
+    return json_question_request(question, cfg, RESPONSE_SCHEMA, media=config.media(),
                                  embed_images=config.embed_images)
 
 
@@ -189,7 +193,7 @@ def run_strip(questions: list[Question], config: CurateConfig, step_dir: Path) -
             kept_question = reviewed or kept_question
         records.append(record)
         replaced[question.id] = kept_question
-    (step_dir / "review.md").write_text(review_markdown(records), encoding="utf-8")
+    atomic_write_text(step_dir / "review.md", review_markdown(records))
     failed = Counter(check for r in records for check in r.get("failed_checks", []))
     extra = {"rewritten": sum(1 for r in records if r.get("kept") and r.get("rewrite") and not r["failed_checks"]),
              "unchanged": sum(1 for r in records if r.get("rewrite") and not r.get("changed")),

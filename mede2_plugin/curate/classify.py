@@ -23,19 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from mede2_plugin.client.config import ChatRequest
-from mede2_plugin.curate.common import (
+from mede2_plugin.core.prompts import template_hash
+from mede2_plugin.core.questions import Question
+from mede2_plugin.core.replies import sample_json, visible_text
+from mede2_plugin.core.steps import (
     KEPT,
     StepReport,
-    ask_image_questions,
-    json_question_request,
     row_error,
     row_samples,
     write_step_outputs,
 )
+from mede2_plugin.curate.asking import ask_image_questions, json_question_request
 from mede2_plugin.curate.config import CATEGORIES, ClassifyConfig, CurateConfig
-from mede2_plugin.prompts import template_hash
-from mede2_plugin.questions import Question
-from mede2_plugin.replies import sample_json, visible_text
 
 RESPONSE_SCHEMA = {
     "type": "object",
@@ -66,7 +65,7 @@ def normalise_category(value: Any) -> str | None:
 def parse_category(sample: dict[str, Any]) -> tuple[str | None, str]:
     """``(category, rationale)`` from one classifier reply; category None when it cannot be told.
 
-    JSON ``{"category": ...}`` first (the shared reader, :func:`mede2_plugin.replies.sample_json`);
+    JSON ``{"category": ...}`` first (the shared reader, :func:`mede2_plugin.core.replies.sample_json`);
     otherwise the reply's answer part (reasoning left out) counts when it names exactly one category.
     """
     reply = sample_json(sample)
@@ -93,7 +92,7 @@ def vote(categories: list[str | None], tie_order: list[str]) -> str | None:
 
 
 def classify_request(question: Question, cfg: ClassifyConfig, config: CurateConfig) -> ChatRequest:
-    return json_question_request(question, cfg, RESPONSE_SCHEMA, n=cfg.samples, media_dir=config.media_dir,
+    return json_question_request(question, cfg, RESPONSE_SCHEMA, n=cfg.samples, media=config.media(),
                                  embed_images=config.embed_images, categories=CATEGORIES)
 
 

@@ -8,14 +8,16 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from mede2_plugin.stage_cli import (
+from mede2_plugin.core.stage_cli import (
+    add_flags,
     add_stage_arguments,
-    flag_overrides,
+    flag,
+    overrides_from_args,
     run_stage_command,
 )
 
 if TYPE_CHECKING:
-    from mede2_plugin.curate.common import StepReport
+    from mede2_plugin.core.steps import StepReport
     from mede2_plugin.curate.config import CurateConfig
 
 ACTIONS = ("load", "leakage", "difficulty", "classify", "strip", "all", "rethreshold", "report", "config")
@@ -39,14 +41,13 @@ API keys come from the environment variables the backends name (api_key_env)."""
 
 def curate_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     """Add the ``curate`` arguments to ``parser`` and return the handler."""
+    from mede2_plugin.curate.config import CurateConfig
+
     add_stage_arguments(parser, ACTIONS, EPILOG,
                         config_help="curate settings YAML (fields of CurateConfig, or a `curate:` section)",
                         set_example="--set difficulty.strong.0.samples=8")
-    parser.add_argument("--bank", help="input question bank file or folder (sets bank.path)")
-    parser.add_argument("--format", help="its loader format: bank, medqa, medbullets, medxpertqa, mmmu, "
-                                         "mmmu_pro, generic (sets bank.format)")
-    parser.add_argument("-o", "--output-dir", help="output folder (sets output_dir)")
-    parser.add_argument("--media-dir", help="folder relative image paths are relative to (sets media_dir)")
+    add_flags(parser, CurateConfig, [flag("--bank", key="bank.path"), flag("--format", key="bank.format"),
+                                     flag("-o", "--output-dir", key="output_dir"), flag("--media-dir", key="media_dir")])
     parser.add_argument("--eval-bank", action="append", default=[], metavar="PATH[:FORMAT]",
                         help="an evaluation benchmark for the leakage check (repeatable; adds to "
                              "leakage.benchmarks; FORMAT defaults to bank)")
@@ -55,12 +56,10 @@ def curate_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namesp
 
 
 def load_from_args(args: argparse.Namespace) -> CurateConfig:
-    from mede2_plugin.curate.common import parse_bank_spec
     from mede2_plugin.curate.config import load_curate_config
+    from mede2_plugin.data.source import parse_bank_spec
 
-    overrides = flag_overrides(args, (("bank", "bank.path"), ("format", "bank.format"),
-                                      ("output_dir", "output_dir"), ("media_dir", "media_dir")))
-    config = load_curate_config(args.config, overrides)
+    config = load_curate_config(args.config, overrides_from_args(args))
     config.leakage.benchmarks.extend(parse_bank_spec(spec) for spec in args.eval_bank)
     return config
 

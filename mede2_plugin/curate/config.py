@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from mede2_plugin.client.config import BackendConfig
-from mede2_plugin.curate.common import BankSource
-from mede2_plugin.settings import load_config
+from mede2_plugin.core.media import MediaPolicy
+from mede2_plugin.core.settings import load_config
+from mede2_plugin.data.source import BankSource
 
 STEPS = ("load", "leakage", "difficulty", "classify", "strip")
 CATEGORIES = ("pattern_recognition", "knowledge_recall", "reasoning")
@@ -66,7 +67,7 @@ class SolverConfig:
 
     @property
     def label(self) -> str:
-        from mede2_plugin.curate.common import slug
+        from mede2_plugin.core.steps import slug
 
         return slug(self.name or self.backend.model)
 
@@ -250,8 +251,14 @@ class CurateConfig:
         steps: the steps of ``mede2 curate all``, in order; each reads the previous one's
             ``kept.jsonl``. The default runs the leakage check first, so no call is spent on a
             question that will be dropped as leaked.
-        media_dir: folder that relative image paths of the bank are relative to.
+        media_dir: folder that relative image paths of the bank are relative to (default: the
+            bank's folder); images may lie in it, in the bank's folders and in ``media_roots``.
+        media_roots: further folders the bank's images may lie in.
+        allow_outside_media: allow images anywhere (absolute paths, ``file://``, ``..`` out of the
+            data folders); off, such an image fails its question, which is rejected with the reason.
         embed_images: send local images as data URLs (else as file URIs).
+        prompts: prompt templates replaced by your own jinja files, ``{NAME: PATH}`` (NAME as in
+            ``templates/prompts/``, e.g. ``curate_solver``); see :mod:`mede2_plugin.core.prompts`.
         difficulty: the difficulty filter.
         classify: the image-question classifier.
         strip: caption stripping.
@@ -262,7 +269,10 @@ class CurateConfig:
     output_dir: str = "curate_out"
     steps: list[str] = field(default_factory=lambda: list(STEPS))
     media_dir: str | None = None
+    media_roots: list[str] = field(default_factory=list)
+    allow_outside_media: bool = False
     embed_images: bool = True
+    prompts: dict[str, str] = field(default_factory=dict)
     difficulty: DifficultyConfig = field(default_factory=DifficultyConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     strip: StripConfig = field(default_factory=StripConfig)
@@ -276,6 +286,12 @@ class CurateConfig:
     @property
     def out(self) -> Path:
         return Path(self.output_dir)
+
+    def media(self) -> MediaPolicy:
+        """Where the bank's images may come from (see :class:`~mede2_plugin.core.media.MediaPolicy`)."""
+        folders = self.bank.media_roots() if self.bank.path else []
+        return MediaPolicy.of(self.media_dir or (folders[0] if folders else None),
+                              [*folders, *self.media_roots], self.allow_outside_media)
 
 
 def load_curate_config(source: str | Path | dict[str, Any] | None = None,

@@ -1,7 +1,7 @@
 """Difficulty filter (paper 3.1): drop what a baseline solver answers, keep what a strong one can.
 
 Every attempt is stored in ``attempts.jsonl`` with the reply text, the extracted letter
-(:func:`mede2_plugin.answers.extract_choice`) and whether it is right; the decision is then a pure
+(:func:`mede2_plugin.core.answers.extract_choice`) and whether it is right; the decision is then a pure
 function of those attempts and the thresholds (:func:`decide`), so ``mede2 curate rethreshold``
 can change the thresholds without a single new call.
 
@@ -20,21 +20,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mede2_plugin.answers import extract_choice
+from mede2_plugin.client.calls import call_models
 from mede2_plugin.client.config import ChatRequest
-from mede2_plugin.curate.common import (
+from mede2_plugin.core.answers import extract_choice
+from mede2_plugin.core.chat_format import question_messages
+from mede2_plugin.core.jsonl import read_jsonl, write_jsonl
+from mede2_plugin.core.prompts import template_hash
+from mede2_plugin.core.questions import Question
+from mede2_plugin.core.steps import (
     KEPT,
     StepReport,
-    call_models,
-    question_messages,
     row_error,
     row_samples,
     write_step_outputs,
 )
 from mede2_plugin.curate.config import CurateConfig, DifficultyConfig, SolverConfig
-from mede2_plugin.jsonl import read_jsonl, write_jsonl
-from mede2_plugin.prompts import template_hash
-from mede2_plugin.questions import Question
 
 ANSWERED, NOT_ASKED, FAILED, MISSING = "answered", "not_asked", "failed", "missing"
 
@@ -42,7 +42,7 @@ ANSWERED, NOT_ASKED, FAILED, MISSING = "answered", "not_asked", "failed", "missi
 def solver_request(question: Question, solver: SolverConfig, config: CurateConfig) -> ChatRequest:
     """One solver request: ``solver.samples`` answers to ``question``, keyed by the question id."""
     messages = question_messages(question, solver.prompt_template, solver.system_template,
-                                 paper_system=solver.paper_system, media_dir=config.media_dir,
+                                 paper_system=solver.paper_system, media=config.media(),
                                  send_images=solver.send_images, embed_images=config.embed_images)
     return ChatRequest(id=question.id, messages=messages, n=solver.samples,
                        temperature=solver.temperature, max_tokens=solver.max_tokens)

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from mede2_plugin.curate.common import KEPT, StepReport, write_step_outputs
-from mede2_plugin.curate.config import LeakageConfig
-from mede2_plugin.questions import Question
+from mede2_plugin.core.questions import Question
+from mede2_plugin.core.steps import KEPT, StepReport, write_step_outputs
+from mede2_plugin.curate.config import CurateConfig, LeakageConfig
 
 MERSENNE_PRIME = np.uint64((1 << 61) - 1)
 MAX_HASH = np.uint64((1 << 32) - 1)
@@ -204,3 +204,8 @@ def run_leakage(questions: list[Question], cfg: LeakageConfig, step_dir: Path) -
                  round(1 - (1 - cfg.threshold ** index.rows) ** index.bands, 4)}
     return write_step_outputs(step_dir, "leakage", records, {q.id: q for q in questions}, [], extra)
 
+
+
+def run_leakage_step(questions: list[Question], config: CurateConfig, step_dir: Path) -> StepReport:
+    """The ``leakage`` step of ``mede2 curate`` (:func:`run_leakage` with the config's ``leakage``)."""
+    return run_leakage(questions, config.leakage, step_dir)

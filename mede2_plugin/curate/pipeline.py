@@ -8,20 +8,15 @@ input), and ``report.json`` gathers every step's report.
 
 from __future__ import annotations
 
+import importlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from mede2_plugin.curate.common import (
-    StepReport,
-    read_questions,
-    stored_step_reports,
-    write_questions,
-    write_stage_summary,
-)
+from mede2_plugin.core.jsonl import write_jsonl
+from mede2_plugin.core.questions import Question, read_questions, write_questions
+from mede2_plugin.core.steps import StepReport, stored_step_reports, write_stage_summary
 from mede2_plugin.curate.config import STEPS, CurateConfig
-from mede2_plugin.jsonl import write_jsonl
-from mede2_plugin.questions import Question
 
 
 def step_dir(config: CurateConfig, step: str) -> Path:
@@ -34,7 +29,8 @@ def run_load(config: CurateConfig) -> StepReport:
         raise ValueError("no input bank: set bank.path (and bank.format) or give --bank PATH --format NAME")
     folder = step_dir(config, "load")
     folder.mkdir(parents=True, exist_ok=True)
-    result = config.bank.load()
+    roots = [r for r in (config.media_dir, *config.media_roots) if r]
+    result = config.bank.load(media_roots=roots, allow_outside_media=config.allow_outside_media)
     write_questions(folder / "kept.jsonl", result.questions)
     write_jsonl(folder / "rejected.jsonl", [r.to_dict() for r in result.rejected])
     dropped = Counter({"rejected_row": len(result.rejected)} if result.rejected else {})
@@ -69,31 +65,25 @@ def input_questions(config: CurateConfig, step: str, input_path: str | Path | No
     return read_questions(path)
 
 
+#: step -> ``"module:function"`` run as ``function(questions, config, step folder)``; imported when it runs
+STEP_FUNCTIONS = {
+    "leakage": "mede2_plugin.curate.leakage:run_leakage_step",
+    "difficulty": "mede2_plugin.curate.difficulty:run_difficulty",
+    "classify": "mede2_plugin.curate.classify:run_classify",
+    "strip": "mede2_plugin.curate.captions:run_strip",
+}
+
+
 def run_step(config: CurateConfig, step: str, input_path: str | Path | None = None) -> StepReport:
     """Run one step (resumable: replies already stored are reused, no call is repeated)."""
     if step == "load":
         report = run_load(config)
+    elif step in STEP_FUNCTIONS:
+        module, function = STEP_FUNCTIONS[step].split(":")
+        report = getattr(importlib.import_module(module), function)(input_questions(config, step, input_path),
+                                                                     config, step_dir(config, step))
     else:
-        questions = input_questions(config, step, input_path)
-        folder = step_dir(config, step)
-        if step == "leakage":
-            from mede2_plugin.curate.leakage import run_leakage
-
-            report = run_leakage(questions, config.leakage, folder)
-        elif step == "difficulty":
-            from mede2_plugin.curate.difficulty import run_difficulty
-
-            report = run_difficulty(questions, config, folder)
-        elif step == "classify":
-            from mede2_plugin.curate.classify import run_classify
-
-            report = run_classify(questions, config, folder)
-        elif step == "strip":
-            from mede2_plugin.curate.captions import run_strip
-
-            report = run_strip(questions, config, folder)
-        else:
-            raise ValueError(f"unknown step {step!r}; known: {', '.join(STEPS)}")
+        raise ValueError(f"unknown step {step!r}; known: {', '.join(STEPS)}")
     if config.steps and step == config.steps[-1] and input_path is None:
         finish(config)
     write_summary(config)

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mede2_plugin.questions import Question
+from mede2_plugin.core.questions import Question
 
 LETTERS = string.ascii_uppercase
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mede2_plugin.core.questions import Question
 from mede2_plugin.data.common import (
     BankError,
     LoadResult,
@@ -26,7 +27,6 @@ from mede2_plugin.data.common import (
 )
 from mede2_plugin.data.csv_rows import iter_csv_rows
 from mede2_plugin.data.jsonl_rows import iter_json_lines
-from mede2_plugin.questions import Question
 
 FIELDS = {"id", "question", "options", "answer", "answer_text", "answer_index", "images",
           "patient_info", "modality", "question_type"}

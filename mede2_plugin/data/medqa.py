@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mede2_plugin.core.questions import Question
 from mede2_plugin.data.common import (
     LoadResult,
     RowError,
@@ -19,7 +20,6 @@ from mede2_plugin.data.common import (
     clean_text,
 )
 from mede2_plugin.data.jsonl_rows import iter_json_lines
-from mede2_plugin.questions import Question
 
 
 def medqa_options(raw: Any) -> dict[str, str]:

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from mede2_plugin.core.questions import Question
 from mede2_plugin.data.common import (
     LoadResult,
     RowError,
@@ -21,7 +22,6 @@ from mede2_plugin.data.common import (
     clean_text,
 )
 from mede2_plugin.data.jsonl_rows import iter_json_lines
-from mede2_plugin.questions import Question
 
 ANSWER_CHOICES = re.compile(r"\s*\n\s*Answer Choices:\s*\(A\).*\Z", re.DOTALL)
 

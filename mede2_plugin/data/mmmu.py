@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from mede2_plugin.core.files import atomic_write_bytes
+from mede2_plugin.core.questions import Question
 from mede2_plugin.data.common import (
     BankError,
     LoadResult,
@@ -24,7 +26,6 @@ from mede2_plugin.data.common import (
     clean_text,
     options_from_list,
 )
-from mede2_plugin.questions import Question
 
 HEALTH_SUBJECTS = ("Basic_Medical_Science", "Clinical_Medicine", "Diagnostics_and_Laboratory_Medicine",
                    "Pharmacy", "Public_Health")
@@ -67,8 +68,7 @@ def write_image(struct: Any, folder: Path, stem: str) -> str:
     data = bytes(struct["bytes"])
     target = folder / (re.sub(r"[^A-Za-z0-9_.-]+", "_", stem) + image_suffix(data, struct.get("path")))
     if not (target.is_file() and target.read_bytes() == data):
-        folder.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        atomic_write_bytes(target, data)
     return str(target)
 
 

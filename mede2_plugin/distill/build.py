@@ -17,18 +17,18 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from mede2_plugin.chat_format import (
+from mede2_plugin.core.chat_format import (
     IMAGE_PLACEHOLDER,
     assistant_response,
     boxed,
     system_prompt,
     user_prompt,
 )
-from mede2_plugin.curate.common import StepReport
+from mede2_plugin.core.jsonl import read_jsonl, write_jsonl
+from mede2_plugin.core.questions import Question
+from mede2_plugin.core.steps import StepReport
 from mede2_plugin.distill.config import DistillConfig, SelectConfig
 from mede2_plugin.distill.generate import select_questions
-from mede2_plugin.jsonl import read_jsonl, write_jsonl
-from mede2_plugin.questions import Question
 
 SHAREGPT_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user",
                  "assistant_tag": "assistant", "system_tag": "system"}
@@ -85,7 +85,7 @@ def dataset_entries(config: DistillConfig, with_images: bool) -> dict[str, dict[
 
 def run_build(questions: list[Question], config: DistillConfig) -> StepReport:
     """Choose traces, write the dataset files and merge their ``dataset_info.json`` entries."""
-    from mede2_plugin.llamafactory_ext.register import merge_dataset_info
+    from mede2_plugin.core.dataset_info import merge_dataset_info
 
     filter_path = config.out / "filter" / "records.jsonl"
     traces_path = config.out / "generate" / "traces.jsonl"

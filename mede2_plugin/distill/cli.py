@@ -6,14 +6,16 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from mede2_plugin.stage_cli import (
+from mede2_plugin.core.stage_cli import (
+    add_flags,
     add_stage_arguments,
-    flag_overrides,
+    flag,
+    overrides_from_args,
     run_stage_command,
 )
 
 if TYPE_CHECKING:
-    from mede2_plugin.curate.common import StepReport
+    from mede2_plugin.core.steps import StepReport
     from mede2_plugin.distill.config import DistillConfig
 
 ACTIONS = ("generate", "filter", "build", "all", "report", "config")
@@ -39,23 +41,19 @@ def distill_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Names
     add_stage_arguments(parser, ACTIONS, EPILOG,
                         config_help="distill settings YAML (fields of DistillConfig, or a `distill:` section)",
                         set_example="--set teachers.0.samples=4 --set filter.judge=null")
-    parser.add_argument("--questions", help="the curated question bank (sets questions.path; default "
-                                            "curate_out/curated_text.jsonl)")
-    parser.add_argument("--format", help="its loader format (sets questions.format; default bank)")
-    parser.add_argument("-o", "--output-dir", help="output folder (sets output_dir)")
-    parser.add_argument("--dataset-dir", help="folder of the dataset files and dataset_info.json "
-                                              "(sets build.dataset_dir; default <output-dir>/data)")
-    parser.add_argument("--formats", nargs="+", choices=("mede2_sft", "messages"),
-                        help="dataset formats to write (sets build.formats)")
+    from mede2_plugin.distill.config import BUILD_FORMATS, DistillConfig
+
+    add_flags(parser, DistillConfig, [
+        flag("--questions", key="questions.path"), flag("--format", key="questions.format"),
+        flag("-o", "--output-dir", key="output_dir"), flag("--dataset-dir", key="build.dataset_dir"),
+        flag("--formats", key="build.formats", choices=BUILD_FORMATS)])
     return handle
 
 
 def load_from_args(args: argparse.Namespace) -> DistillConfig:
     from mede2_plugin.distill.config import load_distill_config
 
-    return load_distill_config(args.config, flag_overrides(args, (
-        ("questions", "questions.path"), ("format", "questions.format"), ("output_dir", "output_dir"),
-        ("dataset_dir", "build.dataset_dir"), ("formats", "build.formats"))))
+    return load_distill_config(args.config, overrides_from_args(args))
 
 
 def run_action(config: DistillConfig, action: str) -> list[StepReport]:

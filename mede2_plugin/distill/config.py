@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from mede2_plugin.client.config import BackendConfig
-from mede2_plugin.curate.common import BankSource
-from mede2_plugin.settings import load_config
+from mede2_plugin.core.media import MediaPolicy
+from mede2_plugin.core.settings import load_config
+from mede2_plugin.data.source import BankSource
 
 REASONING_MODES = ("auto", "reasoning_content", "think_tags", "summary")
 BUILD_FORMATS = ("mede2_sft", "messages")
@@ -211,8 +212,12 @@ class DistillConfig:
         questions: the curated questions (default: curate's text subset).
         output_dir: folder of ``generate/``, ``filter/``, ``build/`` and ``report.json``.
         text_only: leave out questions with images (Stage-I is text-only, as in the paper).
-        media_dir: folder relative image paths are relative to (with ``text_only: false``).
+        media_dir: folder relative image paths are relative to (with ``text_only: false``; default:
+            the question file's folder); images may lie in it and in ``media_roots``.
+        media_roots: further folders the questions' images may lie in.
+        allow_outside_media: allow images anywhere (absolute paths, ``file://``, ``..``).
         embed_images: send local images as data URLs.
+        prompts: prompt templates replaced by your own jinja files, ``{NAME: PATH}``.
         teachers: the teachers.
         filter: the trace filter.
         select: the choice of traces per question.
@@ -223,7 +228,10 @@ class DistillConfig:
     output_dir: str = "distill_out"
     text_only: bool = True
     media_dir: str | None = None
+    media_roots: list[str] = field(default_factory=list)
+    allow_outside_media: bool = False
     embed_images: bool = True
+    prompts: dict[str, str] = field(default_factory=dict)
     teachers: list[TeacherConfig] = field(default_factory=default_teachers)
     filter: TraceFilterConfig = field(default_factory=TraceFilterConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
@@ -242,6 +250,12 @@ class DistillConfig:
     @property
     def out(self) -> Path:
         return Path(self.output_dir)
+
+    def media(self) -> MediaPolicy:
+        """Where the questions' images may come from."""
+        folders = self.questions.media_roots() if self.questions.path else []
+        return MediaPolicy.of(self.media_dir or (folders[0] if folders else None),
+                              [*folders, *self.media_roots], self.allow_outside_media)
 
     @property
     def dataset_dir(self) -> Path:

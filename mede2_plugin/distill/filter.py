@@ -8,7 +8,7 @@ with ``passed``, its ``reason`` (first failure) and all failed checks.
 The traces' reasoning and final answer come bare from :func:`mede2_plugin.distill.traces.parse_reply`
 (every teacher format is listed there); the rule checks judge what will be trained on,
 ``<think>reasoning</think><answer>final</answer>`` built once. The judge's rating is read by the
-shared JSON reader (:func:`mede2_plugin.replies.sample_json`): bare JSON, a ```` ```json ````
+shared JSON reader (:func:`mede2_plugin.core.replies.sample_json`): bare JSON, a ```` ```json ````
 fence, prose around the JSON, a think block before it, Gemini JSON with thoughts apart; scores
 ``4``, ``4.0``, ``"4"`` or ``"4/5"``.
 """
@@ -18,27 +18,22 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from mede2_plugin.answers import (
+from mede2_plugin.client.calls import call_models
+from mede2_plugin.client.config import ChatRequest
+from mede2_plugin.core.answers import (
     boxed_contents,
     extract_choice,
     has_think_answer_structure,
     is_truncated,
 )
-from mede2_plugin.chat_format import assistant_response
-from mede2_plugin.client.config import ChatRequest
-from mede2_plugin.curate.common import (
-    StepReport,
-    call_models,
-    row_error,
-    row_samples,
-    slug,
-)
+from mede2_plugin.core.chat_format import assistant_response
+from mede2_plugin.core.jsonl import read_jsonl, write_jsonl
+from mede2_plugin.core.prompts import render, template_hash
+from mede2_plugin.core.questions import Question
+from mede2_plugin.core.replies import sample_json
+from mede2_plugin.core.steps import StepReport, row_error, row_samples, slug
 from mede2_plugin.distill.config import DistillConfig, TraceFilterConfig
 from mede2_plugin.distill.generate import EXPANSION_PENDING
-from mede2_plugin.jsonl import read_jsonl, write_jsonl
-from mede2_plugin.prompts import render, template_hash
-from mede2_plugin.questions import Question
-from mede2_plugin.replies import sample_json
 
 CRITERIA = ("logical_structure", "coherence")
 RESPONSE_SCHEMA = {

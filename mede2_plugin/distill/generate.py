@@ -12,16 +12,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from mede2_plugin.answers import extract_choice, is_truncated
+from mede2_plugin.client.calls import call_models
 from mede2_plugin.client.config import ChatRequest
-from mede2_plugin.curate.common import (
-    StepReport,
-    call_models,
-    question_messages,
-    row_error,
-    row_samples,
-    slug,
-)
+from mede2_plugin.core.answers import extract_choice, is_truncated
+from mede2_plugin.core.chat_format import question_messages
+from mede2_plugin.core.jsonl import write_jsonl
+from mede2_plugin.core.prompts import render, template_hash
+from mede2_plugin.core.questions import Question
+from mede2_plugin.core.steps import StepReport, row_error, row_samples, slug
 from mede2_plugin.distill.config import DistillConfig, TeacherConfig
 from mede2_plugin.distill.traces import (
     SOURCE_EXPANDED,
@@ -29,9 +27,6 @@ from mede2_plugin.distill.traces import (
     expansion_text,
     parse_reply,
 )
-from mede2_plugin.jsonl import write_jsonl
-from mede2_plugin.prompts import render, template_hash
-from mede2_plugin.questions import Question
 
 EXPANSION_DONE, EXPANSION_PENDING = "done", "pending"
 
@@ -42,7 +37,7 @@ def trace_id(question_id: str, teacher: str, sample: int) -> str:
 
 def teacher_messages(question: Question, teacher: TeacherConfig, config: DistillConfig) -> list[dict[str, Any]]:
     return question_messages(question, teacher.prompt_template, paper_system=teacher.paper_system,
-                             media_dir=config.media_dir, send_images=True, embed_images=config.embed_images)
+                             media=config.media(), send_images=True, embed_images=config.embed_images)
 
 
 def teacher_request(question: Question, teacher: TeacherConfig, config: DistillConfig) -> ChatRequest:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from mede2_plugin.curate.common import (
-    StepReport,
-    stored_step_reports,
-    write_stage_summary,
-)
+from mede2_plugin.core.questions import Question
+from mede2_plugin.core.steps import StepReport, stored_step_reports, write_stage_summary
 from mede2_plugin.distill.config import STEPS, DistillConfig
-from mede2_plugin.questions import Question
 
 
 def load_questions(config: DistillConfig) -> list[Question]:
@@ -20,26 +17,26 @@ def load_questions(config: DistillConfig) -> list[Question]:
     source = config.questions
     if not source.path:
         raise ValueError("no question bank: set questions.path or give --questions PATH")
-    return load_bank(source.path, source.format, strict=True, **source.options).questions
+    roots = [r for r in (config.media_dir, *config.media_roots) if r]
+    return load_bank(source.path, source.format, strict=True, media_roots=roots,
+                     allow_outside_media=config.allow_outside_media, **source.options).questions
+
+
+#: step -> ``"module:function"`` run as ``function(questions, config)``; imported when it runs
+STEP_FUNCTIONS = {
+    "generate": "mede2_plugin.distill.generate:run_generate",
+    "filter": "mede2_plugin.distill.filter:run_filter",
+    "build": "mede2_plugin.distill.build:run_build",
+}
 
 
 def run_step(config: DistillConfig, step: str, questions: list[Question] | None = None) -> StepReport:
     """Run one step (resumable: stored replies are reused, no call is repeated)."""
-    questions = load_questions(config) if questions is None else questions
-    if step == "generate":
-        from mede2_plugin.distill.generate import run_generate
-
-        report = run_generate(questions, config)
-    elif step == "filter":
-        from mede2_plugin.distill.filter import run_filter
-
-        report = run_filter(questions, config)
-    elif step == "build":
-        from mede2_plugin.distill.build import run_build
-
-        report = run_build(questions, config)
-    else:
+    if step not in STEP_FUNCTIONS:
         raise ValueError(f"unknown step {step!r}; known: {', '.join(STEPS)}")
+    questions = load_questions(config) if questions is None else questions
+    module, function = STEP_FUNCTIONS[step].split(":")
+    report = getattr(importlib.import_module(module), function)(questions, config)
     write_summary(config)
     return report
 

@@ -1,7 +1,7 @@
 """Reading a teacher's reply: where its reasoning is, and what its final answer is.
 
 The Stage-I target is ``<think>reasoning</think><answer>final</answer>`` (built once, by
-:func:`mede2_plugin.chat_format.assistant_response`), so :func:`parse_reply` returns the bare
+:func:`mede2_plugin.core.chat_format.assistant_response`), so :func:`parse_reply` returns the bare
 reasoning and the bare final answer, whatever wrapping the teacher used. Replies as providers
 return them (the client stores ``text`` and, apart, ``reasoning``):
 
@@ -28,7 +28,7 @@ extractor reads the letter from the block too). Answer parts that cannot be norm
 or nested ``<answer>`` blocks or one never closed, are kept as they are, so the trace filter
 drops the trace as ``bad_structure`` or ``truncated``. Which letter the final answer names (``\\boxed{B}``,
 ``\\boxed{B. text}``, ``\\boxed{\\text{B}}``, the option text) is
-:func:`mede2_plugin.answers.extract_choice`'s to say.
+:func:`mede2_plugin.core.answers.extract_choice`'s to say.
 
 Modes (``TeacherConfig.reasoning``): ``auto`` takes the field, else the think tags, else treats
 the reply as a summary; ``reasoning_content`` and ``think_tags`` take the field or the tags and
@@ -42,7 +42,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mede2_plugin.answers import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
+from mede2_plugin.core.answers import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
 
 THINK = re.compile(r"^\s*(?:<think>)?(.*?)</think>(.*)$", re.DOTALL | re.IGNORECASE)
 ONE_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)

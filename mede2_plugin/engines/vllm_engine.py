@@ -6,7 +6,7 @@ serves the ``vllm`` backend in-process and the worker subprocess in the vLLM env
 (:mod:`mede2_plugin.engines.vllm_worker`). A whole chunk of requests goes to one
 ``vllm.LLM.chat`` call with one ``SamplingParams`` per request (``n`` samples each), so vLLM batches
 them. Images are ``image_url`` parts (data URLs, http(s) URLs, ``file://`` URIs, local paths);
-by default each is resized as LLaMA-Factory's training did (:mod:`mede2_plugin.engines.images`)
+by default each is resized as LLaMA-Factory's training did (:mod:`mede2_plugin.core.media`)
 and sent to vLLM as a lossless PNG data URL.
 """
 
@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mede2_plugin.engines.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from mede2_plugin.core.media import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_PIXELS,
+    map_image_urls,
+    to_data_url,
+    training_resized_data_url,
+)
 
 #: ``vllm.LLM`` arguments used on a CPU-only machine unless given: no graph capture or compile
 #: step (eager start-up is much faster for small models), a small KV-cache share, and no chunked
@@ -68,10 +74,18 @@ class VLLMEngineConfig:
     return_prompt_ids: bool = False
 
 
+def model_family(model_dir: str) -> str | None:
+    """``model_type`` from a local model folder's ``config.json`` (None when unknown)."""
+    path = Path(model_dir) / "config.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8")).get("model_type")
+
+
 def resolve_chat_template(template: str | None = None, chat_template: str | None = None) -> str | None:
     """Template text from a MedE2 template name (``mede2_qwen2_vl``), a jinja file path or text."""
     if template:
-        from mede2_plugin.llamafactory_ext.chat_template import chat_template as mede2_chat_template
+        from mede2_plugin.core.chat_template import chat_template as mede2_chat_template
 
         return mede2_chat_template(template)
     if chat_template and "{" not in chat_template and Path(chat_template).is_file():
@@ -82,9 +96,6 @@ def resolve_chat_template(template: str | None = None, chat_template: str | None
 def prepare_messages(messages: list[dict[str, Any]], config: VLLMEngineConfig,
                      family: str | None) -> list[dict[str, Any]]:
     """``messages`` with every image as a data URL, resized as in training when configured."""
-    from mede2_plugin.client.images import map_image_urls, to_data_url
-    from mede2_plugin.engines.images import training_resized_data_url
-
     def convert(url: str) -> str:
         if not config.image_preprocess:
             return to_data_url(url)
@@ -99,8 +110,6 @@ class VLLMEngine:
     def __init__(self, config: VLLMEngineConfig) -> None:
         import vllm
         from vllm.platforms import current_platform
-
-        from mede2_plugin.engines.images import model_family
 
         self.config = config
         args: dict[str, Any] = {}

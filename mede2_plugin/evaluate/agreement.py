@@ -3,7 +3,7 @@
 Scores come from CSV or JSONL files with an id column and a score column; human and judge may
 sit in one file (two columns) or two files. A score is a number, or a mapping / list of criteria
 (the MMRP judge's five "Yes"/"No" fields) whose Yes entries are counted, read by the shared
-readers (:func:`mede2_plugin.replies.parse_json`, :func:`mede2_plugin.replies.yes_no`): a JSON
+readers (:func:`mede2_plugin.core.replies.parse_json`, :func:`mede2_plugin.core.replies.yes_no`): a JSON
 object or a judge's reply text holding one (fenced, with prose around it), with ``"Yes"``,
 ``"yes"``, ``true``, ``"y"``, ``1``, ``"pass"`` counted as Yes.
 
@@ -18,15 +18,15 @@ Definitions (the paper does not spell them out; these are ours):
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mede2_plugin.jsonl import read_jsonl
-from mede2_plugin.replies import parse_json, yes_no
+from mede2_plugin.core.files import atomic_write_json, atomic_writer
+from mede2_plugin.core.jsonl import read_jsonl
+from mede2_plugin.core.replies import parse_json, yes_no
 
 
 def score_value(raw: Any, where: str) -> float:
@@ -155,10 +155,9 @@ def plot_histogram(path: str | Path, differences: list[float], stats: Agreement,
 def write_agreement(out_dir: str | Path, stats: Agreement, items: list[dict[str, Any]], plot: bool = True) -> dict[str, Path]:
     """``agreement.json``, ``differences.csv`` and ``agreement_histogram.png`` in ``out_dir``."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     written = {"json": out / "agreement.json", "csv": out / "differences.csv"}
-    written["json"].write_text(json.dumps(stats.to_dict(), indent=2) + "\n", encoding="utf-8")
-    with written["csv"].open("w", newline="", encoding="utf-8") as handle:
+    atomic_write_json(written["json"], stats.to_dict())
+    with atomic_writer(written["csv"], text=True) as handle:
         writer = csv.DictWriter(handle, fieldnames=["id", "human", "judge", "difference"])
         writer.writeheader()
         writer.writerows(items)

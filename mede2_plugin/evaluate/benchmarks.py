@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mede2_plugin.core.questions import Question
 from mede2_plugin.data import HEALTH_SUBJECTS, LoadResult, Rejected, load_bank
-from mede2_plugin.questions import Question
 
 
 @dataclass
@@ -136,32 +136,100 @@ def load_benchmark_configs(path: str | Path) -> dict[str, BenchmarkConfig]:
     return configs
 
 
-def _substitute(value: Any, root: Path, media: Path) -> Any:
-    if isinstance(value, str):
-        return value.replace("{root}", str(root)).replace("{media}", str(media))
-    return value
+@dataclass
+class BenchmarkSpec:
+    """One benchmark to evaluate on, and where its public release lies.
+
+    Attributes:
+        name: a built-in benchmark of :data:`BENCHMARKS` (``medqa``, ``medbullets_op4``,
+            ``medxpertqa_mm``, ``mmmu_health``, ...) or a new name defined by ``definition``.
+        path: the benchmark's root folder (public release layout) or a single file; empty:
+            ``<data_root>/<default_dir>``.
+        definition: fields of :class:`BenchmarkConfig` for a benchmark that is not built in
+            (``format``, ``files``, ``title``, ``splits``, ...), or overrides of a built-in one.
+        leakage: also use this benchmark's questions in the curation leakage check (``mede2 run``).
+    """
+
+    name: str = ""
+    path: str = ""
+    definition: dict[str, Any] = field(default_factory=dict)
+    leakage: bool = True
 
 
-def load_benchmark(config: BenchmarkConfig, location: str | Path, media_dir: str | Path) -> LoadResult:
+def parse_benchmark_spec(text: str) -> BenchmarkSpec:
+    """``NAME`` or ``NAME=PATH`` (the command-line form of :class:`BenchmarkSpec`)."""
+    name, _, path = text.partition("=")
+    return BenchmarkSpec(name=name.strip(), path=path.strip())
+
+
+def resolve_benchmarks(specs: list[BenchmarkSpec], data_root: str | Path | None = None,
+                       known: dict[str, BenchmarkConfig] | None = None) -> list[tuple[BenchmarkConfig, Path]]:
+    """``(BenchmarkConfig, location)`` of every spec: a built-in (its ``definition`` over it) or a
+    new one; a spec without a path lies under ``data_root`` in its default folder."""
+    known = dict(BENCHMARKS if known is None else known)
+    resolved = []
+    for spec in specs:
+        if spec.name in known:
+            config = BenchmarkConfig.from_dict({**known[spec.name].to_dict(), **spec.definition})
+        elif spec.definition:
+            config = BenchmarkConfig.from_dict({"name": spec.name, **spec.definition})
+        else:
+            raise ValueError(f"unknown benchmark {spec.name!r}; known: {', '.join(sorted(known))} "
+                             "(or define it: `definition: {format, files, ...}`)")
+        if spec.path:
+            location = Path(spec.path)
+        elif data_root:
+            location = Path(data_root) / config.default_dir
+        else:
+            raise ValueError(f"--benchmark {spec.name}: give its folder as {spec.name}=PATH, or --data-root (data_root)")
+        resolved.append((config, location))
+    return resolved
+
+
+def loader_options(config: BenchmarkConfig, location: str | Path, media_dir: str | Path) -> dict[str, Any]:
+    """The loader options of a benchmark at ``location`` (its root folder or a single file), with
+    ``{root}`` and ``{media}`` filled in; a lone file drops an ``images_dir`` that is not there
+    (its image names stay relative to it)."""
+    location = Path(location)
+    root = location.parent if location.is_file() else location
+    options = {k: v.replace("{root}", str(root)).replace("{media}", str(media_dir)) if isinstance(v, str) else v
+               for k, v in config.loader_options.items()}
+    if "images_dir" in options and location.is_file() and not Path(options["images_dir"]).exists():
+        options.pop("images_dir")
+    return options
+
+
+def benchmark_files(config: BenchmarkConfig, location: str | Path) -> list[Path]:
+    """The files of a benchmark release (one file, or its ``files`` under the root folder)."""
+    location = Path(location)
+    return [location] if location.is_file() else [location / f for f in config.files]
+
+
+def release_files(config: BenchmarkConfig, location: str | Path) -> list[str]:
+    """Everything a benchmark reads from its release: its files and the folders its options name
+    under ``{root}`` (for fingerprints and the leakage check)."""
+    location = Path(location)
+    options = loader_options(config, location, "")
+    named = [v for k, v in options.items() if isinstance(v, str) and "{root}" in str(config.loader_options.get(k))]
+    return [str(p) for p in benchmark_files(config, location)] + [v for v in named if Path(v).exists()]
+
+
+def load_benchmark(config: BenchmarkConfig, location: str | Path, media_dir: str | Path,
+                   allow_outside_media: bool = False) -> LoadResult:
     """The benchmark's questions from ``location`` (its root folder, or a single file).
 
     Raises ``FileNotFoundError`` naming the expected file when the release is not where it should be.
     """
     location = Path(location)
-    media = Path(media_dir)
-    if location.is_file():
-        root, paths = location.parent, [location]
-    else:
-        root, paths = location, [location / f for f in config.files]
-    options = {k: _substitute(v, root, media) for k, v in config.loader_options.items()}
-    if "images_dir" in options and location.is_file() and not Path(options["images_dir"]).exists():
-        options.pop("images_dir")  # a lone file: image names stay relative to it
+    paths = benchmark_files(config, location)
+    options = loader_options(config, location, media_dir)
     result = LoadResult()
     for path in paths:
         if not path.exists():
             raise FileNotFoundError(f"{config.name}: {path} not found (expected the public release "
                                     f"layout: {', '.join(config.files)} under the benchmark folder)")
-        result.extend(load_bank(path, config.format, **options))
+        result.extend(load_bank(path, config.format, media_roots=[str(location), str(media_dir)],
+                                allow_outside_media=allow_outside_media, **options))
     if config.num_options is not None:
         kept = []
         for question in result.questions:

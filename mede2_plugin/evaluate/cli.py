@@ -6,27 +6,15 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
-from mede2_plugin.client import add_backend_arguments, backend_config_from_args
-
-
-def _benchmark_locations(args: argparse.Namespace, known: dict) -> list[tuple[object, Path]]:
-    chosen = []
-    for item in args.benchmark:
-        name, sep, location = item.partition("=")
-        name = name.strip()
-        if name not in known:
-            raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(sorted(known))}")
-        config = known[name]
-        if sep:
-            path = Path(location)
-        elif args.data_root:
-            path = Path(args.data_root) / config.default_dir
-        else:
-            raise ValueError(f"--benchmark {name}: give its folder as {name}=PATH, or --data-root")
-        chosen.append((config, path))
-    return chosen
+from mede2_plugin.core.stage_cli import (
+    BackendFlags,
+    add_backend_flags,
+    add_config_arguments,
+    add_flags,
+    flag,
+    overrides_from_args,
+)
 
 
 def _result_line(metrics: dict) -> str:
@@ -41,64 +29,57 @@ def _result_line(metrics: dict) -> str:
     return "  ".join(parts)
 
 
+EVAL_FLAGS = [
+    flag("--data-root", key="data_root"),
+    flag("--benchmarks-config", key="definitions"),
+    flag("--out", key="out"),
+    flag("--label", key="label"),
+    flag("--samples", "-k", key="samples"),
+    flag("--temperature", key="temperature"),
+    flag("--top-p", key="top_p"),
+    flag("--max-tokens", key="max_tokens"),
+    flag("--seed", key="seed"),
+    flag("--limit", key="limit"),
+    flag("--rescore", key="rescore"),
+    flag("--no-plot", key="plot", value=False, help="do not draw scaling.png"),
+]
+
+
 def eval_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     """``mede2 eval --benchmark medxpertqa_mm=DIR --backend vllm --model M1 [--samples 32]``"""
+    from mede2_plugin.client.config import BACKEND_NAMES
+    from mede2_plugin.evaluate.config import EvalConfig
+
+    add_config_arguments(parser, "evaluation settings YAML (fields of EvalConfig, or an `eval:` section)",
+                         "--set samples=32")
     parser.add_argument("--benchmark", action="append", default=[], metavar="NAME[=PATH]",
-                        help="benchmark to run (repeatable); PATH is its unpacked public release folder "
-                             "(or one file); without PATH it is DATA_ROOT/<default folder>. See --list")
-    parser.add_argument("--data-root", help="folder holding the benchmark releases under their default names")
-    parser.add_argument("--benchmarks-config", metavar="YAML",
-                        help="extra benchmark definitions (a list of BenchmarkConfig fields)")
+                        help="benchmark to run (repeatable; adds to benchmarks); PATH is its unpacked public release "
+                             "folder (or one file); without PATH it is DATA_ROOT/<default folder>. See --list")
     parser.add_argument("--list", action="store_true", help="list the known benchmarks and exit")
-    parser.add_argument("--out", default="eval", help="evaluation root; results in OUT/LABEL/BENCHMARK (default eval)")
-    parser.add_argument("--label", help="the model's name in reports (default: the model folder's name)")
-    parser.add_argument("--samples", "-k", type=int, default=1,
-                        help="outputs per question; >1 adds pass@n / majority-vote@n curves (paper: 32)")
-    parser.add_argument("--temperature", type=float,
-                        help="sampling temperature (default 0 for one sample, 0.5 for several)")
-    parser.add_argument("--top-p", type=float, help="nucleus sampling (default: the backend's)")
-    parser.add_argument("--max-tokens", type=int, default=4096, help="most new tokens per output (default 4096)")
-    parser.add_argument("--seed", type=int, help="sampling seed where the backend supports one")
-    parser.add_argument("--limit", type=int, help="only the first N questions of each benchmark (smoke runs)")
-    parser.add_argument("--rescore", action="store_true", help="no generation: rescore existing generations")
-    parser.add_argument("--no-plot", action="store_true", help="do not draw scaling.png")
-    add_backend_arguments(parser, role="evaluated model")
+    add_flags(parser, EvalConfig, EVAL_FLAGS)
+    add_backend_flags(parser, EvalConfig, BackendFlags("model", "", "evaluated model", {"backend": BACKEND_NAMES}))
 
     def handler(args: argparse.Namespace) -> int:
-        from mede2_plugin.client import SharedBackend
-        from mede2_plugin.evaluate.benchmarks import BENCHMARKS, load_benchmark_configs
-        from mede2_plugin.evaluate.runner import EvalSettings, evaluate_benchmark
+        from mede2_plugin.evaluate.benchmarks import (
+            BENCHMARKS,
+            load_benchmark_configs,
+            parse_benchmark_spec,
+        )
+        from mede2_plugin.evaluate.config import load_eval_config
+        from mede2_plugin.evaluate.stage import evaluate
 
-        known = dict(BENCHMARKS)
-        try:
-            if args.benchmarks_config:
-                known.update(load_benchmark_configs(args.benchmarks_config))
-            if args.list:
-                for config in known.values():
-                    print(f"{config.name:<18} {config.title:<20} {config.default_dir:<12} {config.description}")
-                return 0
-            if not args.benchmark:
-                raise ValueError("give at least one --benchmark (see --list)")
-            chosen = _benchmark_locations(args, known)
-            backend = backend_config_from_args(args)
-            settings = EvalSettings(samples=args.samples, temperature=args.temperature, top_p=args.top_p,
-                                    max_tokens=args.max_tokens, seed=args.seed, limit=args.limit,
-                                    plot=not args.no_plot)
-        except (OSError, ValueError) as err:
-            print(f"mede2 eval: {err}", file=sys.stderr)
-            return 2
+        config = load_eval_config(args.config, overrides_from_args(args))
+        config.benchmarks += [parse_benchmark_spec(item) for item in args.benchmark]
+        if args.list:
+            known = {**BENCHMARKS, **(load_benchmark_configs(config.definitions) if config.definitions else {})}
+            for benchmark in known.values():
+                print(f"{benchmark.name:<18} {benchmark.title:<20} {benchmark.default_dir:<12} {benchmark.description}")
+            return 0
         complete = True
-        with SharedBackend(backend) as engine:  # in-process weights load once for all benchmarks
-            for config, location in chosen:
-                try:
-                    run = evaluate_benchmark(config, location, backend, args.out, settings, label=args.label,
-                                             generate=not args.rescore, engine=engine)
-                except (OSError, ValueError) as err:
-                    print(f"mede2 eval: {err}", file=sys.stderr)
-                    return 2
-                print(_result_line(run.metrics))
-                print(f"  -> {run.folder}", file=sys.stderr)
-                complete = complete and run.metrics["complete"]
+        for metrics, _, folder in evaluate(config):
+            print(_result_line(metrics))
+            print(f"  -> {folder}", file=sys.stderr)
+            complete = complete and metrics["complete"]
         return 0 if complete else 1
 
     return handler
@@ -115,19 +96,11 @@ def report_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namesp
     parser.add_argument("--no-plot", action="store_true", help="no scaling PNG")
 
     def handler(args: argparse.Namespace) -> int:
-        from mede2_plugin.evaluate.report import collect_metrics, write_report
+        from mede2_plugin.evaluate.config import ReportConfig
+        from mede2_plugin.evaluate.stage import report
 
-        try:
-            metrics = collect_metrics(args.runs)
-            if args.models:
-                missing = [m for m in args.models if m not in metrics]
-                if missing:
-                    raise ValueError(f"no results for {', '.join(missing)}; found {', '.join(metrics)}")
-                metrics = {m: metrics[m] for m in args.models}
-            written = write_report(metrics, args.out, base=args.base, splits=args.splits, plot=not args.no_plot)
-        except (OSError, ValueError) as err:
-            print(f"mede2 report: {err}", file=sys.stderr)
-            return 2
+        written = report(ReportConfig(runs=args.runs, base=args.base, models=args.models, splits=args.splits,
+                                      out=args.out, plot=not args.no_plot))
         print(written["markdown"].read_text(encoding="utf-8"))
         for kind, path in written.items():
             print(f"{kind}: {path}", file=sys.stderr)

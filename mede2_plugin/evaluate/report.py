@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mede2_plugin.core.files import atomic_write_text, atomic_writer
 from mede2_plugin.evaluate.scaling import have_matplotlib, plot_curves, write_curve_csv
 
 Metrics = dict[str, dict[str, dict[str, Any]]]  # model -> benchmark -> metrics.json
@@ -120,12 +121,11 @@ def write_report(metrics: Metrics, out_prefix: str | Path, base: str | None = No
     if base not in metrics:
         raise ValueError(f"base model {base!r} is not among the results: {', '.join(metrics)}")
     prefix = Path(out_prefix)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
     written = {"markdown": prefix.with_name(prefix.name + ".md"), "csv": prefix.with_name(prefix.name + ".csv")}
-    written["markdown"].write_text(markdown_table(metrics, base, splits), encoding="utf-8")
+    atomic_write_text(written["markdown"], markdown_table(metrics, base, splits))
     fields = ["model", "benchmark", "title", "split", "value", "accuracy", "delta_to_base", "questions",
               "answered", "unparseable", "samples", "complete", "majority_vote"]
-    with written["csv"].open("w", newline="", encoding="utf-8") as handle:
+    with atomic_writer(written["csv"], text=True) as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         for row in table_rows(metrics, base, splits):

@@ -17,19 +17,29 @@ Output folder ``<out>/<model label>/<benchmark>/``:
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from mede2_plugin.chat_format import openai_messages
-from mede2_plugin.client import Backend, BackendConfig, BatchSummary, ChatRequest, run_batch
-from mede2_plugin.data import write_bank
+from mede2_plugin.client import (
+    Backend,
+    BackendConfig,
+    BatchSummary,
+    ChatRequest,
+    run_batch,
+)
+from mede2_plugin.core.chat_format import openai_messages
+from mede2_plugin.core.files import atomic_write_json, read_json
+from mede2_plugin.core.jsonl import latest_records, write_jsonl
+from mede2_plugin.core.questions import Question, read_questions, write_questions
 from mede2_plugin.evaluate.benchmarks import BenchmarkConfig, load_benchmark
-from mede2_plugin.evaluate.scaling import have_matplotlib, plot_curves, scaling_curve, write_curve_csv
+from mede2_plugin.evaluate.scaling import (
+    have_matplotlib,
+    plot_curves,
+    scaling_curve,
+    write_curve_csv,
+)
 from mede2_plugin.evaluate.scoring import QuestionScore, accuracy_table, score_question
-from mede2_plugin.jsonl import JsonlStore, read_jsonl, write_jsonl
-from mede2_plugin.questions import Question
 
 SCALING_TEMPERATURE = 0.5  # the paper's Figure 5 setting
 
@@ -63,7 +73,18 @@ class EvalSettings:
         if not 1 <= self.samples <= 1024:
             raise ValueError(f"samples must be between 1 and 1024, got {self.samples}")
         if self.temperature is None:
-            self.temperature = 0.0 if self.samples == 1 else SCALING_TEMPERATURE
+            self.temperature = self.default_temperature()
+
+    def default_temperature(self) -> float:
+        return 0.0 if self.samples == 1 else SCALING_TEMPERATURE
+
+    def config_plain(self) -> dict[str, Any]:
+        """Hook of the config loader: the temperature that follows from ``samples`` is written as
+        None, so a changed ``samples`` changes it too."""
+        plain = {f.name: getattr(self, f.name) for f in fields(self)}
+        if plain["temperature"] == self.default_temperature():
+            plain["temperature"] = None
+        return plain
 
     def generation_key(self) -> dict[str, Any]:
         """What must match for generations to be reused."""
@@ -93,23 +114,20 @@ def build_requests(questions: list[Question], settings: EvalSettings) -> list[Ch
 def _check_settings(folder: Path, record: dict[str, Any]) -> None:
     path = folder / "settings.json"
     if path.exists():
-        old = json.loads(path.read_text(encoding="utf-8"))
+        old, _ = read_json(path)
         keys = ("model", "backend", "generation")
         if any(old.get(k) != record.get(k) for k in keys):
             changed = [k for k in keys if old.get(k) != record.get(k)]
             raise ValueError(f"{folder}: generations were made with other {', '.join(changed)} "
                              f"({ {k: old.get(k) for k in changed} }); use another --out or --label, "
                              f"or delete {folder / 'generations.jsonl'}")
-    folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    atomic_write_json(path, record)
 
 
 def score_folder(folder: Path, benchmark: BenchmarkConfig, model: str, plot: bool = True) -> dict[str, Any]:
     """Score ``generations.jsonl`` against ``questions.jsonl`` and write scored/metrics/scaling files."""
-    questions = [Question.from_dict(row) for row in read_jsonl(folder / "questions.jsonl")]
-    generations = folder / "generations.jsonl"
-    rows = JsonlStore(generations).records() if generations.exists() else []
-    by_id = {row["id"]: row for row in rows}
+    questions = read_questions(folder / "questions.jsonl")
+    by_id = latest_records(folder / "generations.jsonl")
     scores: list[QuestionScore] = [score_question(q, by_id.get(q.id), benchmark.splits) for q in questions]
     write_jsonl(folder / "scored.jsonl", (s.to_dict() for s in scores))
     metrics: dict[str, Any] = {"benchmark": benchmark.name, "title": benchmark.title, "model": model,
@@ -124,14 +142,14 @@ def score_folder(folder: Path, benchmark: BenchmarkConfig, model: str, plot: boo
         write_curve_csv(folder / "scaling.csv", {benchmark.name: {model: curve}})
         if plot and have_matplotlib():
             plot_curves(folder / "scaling.png", {benchmark.name: {model: curve}}, {benchmark.name: benchmark.title})
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    atomic_write_json(folder / "metrics.json", metrics)
     return metrics
 
 
 def evaluate_benchmark(benchmark: BenchmarkConfig, location: str | Path, backend: BackendConfig,
                        out_dir: str | Path, settings: EvalSettings | None = None,
                        label: str | None = None, generate: bool = True,
-                       engine: Backend | None = None) -> BenchmarkRun:
+                       engine: Backend | None = None, allow_outside_media: bool = False) -> BenchmarkRun:
     """Load, generate (resumably) and score one benchmark for one model.
 
     Args:
@@ -144,11 +162,12 @@ def evaluate_benchmark(benchmark: BenchmarkConfig, location: str | Path, backend
         generate: False only rescores what ``generations.jsonl`` already holds.
         engine: a built backend to answer with, e.g. one :class:`~mede2_plugin.client.SharedBackend`
             for all benchmarks of a model, so in-process weights load once (default: one per call).
+        allow_outside_media: allow images outside the benchmark and media folders.
     """
     settings = settings or EvalSettings()
     label = label or Path(backend.model.rstrip("/")).name or backend.model
     folder = Path(out_dir) / label / benchmark.name
-    loaded = load_benchmark(benchmark, location, folder / "media")
+    loaded = load_benchmark(benchmark, location, folder / "media", allow_outside_media)
     questions = loaded.questions[: settings.limit] if settings.limit else loaded.questions
     if not questions:
         reasons = "; ".join(str(r) for r in loaded.rejected[:3])
@@ -158,7 +177,7 @@ def evaluate_benchmark(benchmark: BenchmarkConfig, location: str | Path, backend
         _check_settings(folder, {"model": backend.model, "backend": backend.backend, "label": label,
                                  "benchmark": benchmark.to_dict(), "location": str(location),
                                  "generation": settings.generation_key(), "settings": asdict(settings)})
-    write_bank(folder / "questions.jsonl", questions)
+    write_questions(folder / "questions.jsonl", questions)
     write_jsonl(folder / "rejected.jsonl", (r.to_dict() for r in loaded.rejected))
     if generate:
         summary = run_batch(build_requests(questions, settings), folder / "generations.jsonl", backend,
@@ -166,5 +185,5 @@ def evaluate_benchmark(benchmark: BenchmarkConfig, location: str | Path, backend
     metrics = score_folder(folder, benchmark, label, plot=settings.plot)
     metrics["rejected_by_loader"] = len(loaded.rejected)
     metrics["skipped_by_loader"] = loaded.skipped
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    atomic_write_json(folder / "metrics.json", metrics)
     return BenchmarkRun(benchmark.name, label, folder, metrics, summary)

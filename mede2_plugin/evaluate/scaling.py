@@ -20,6 +20,8 @@ from math import comb
 from pathlib import Path
 from typing import Any
 
+from mede2_plugin.core.files import atomic_writer
+
 
 def have_matplotlib() -> bool:
     """Whether plots can be drawn; without matplotlib the CSVs are still written."""
@@ -99,8 +101,7 @@ def scaling_curve(per_question: Sequence[tuple[Sequence[str | None], str]], k: i
 def write_curve_csv(path: str | Path, curves: dict[str, dict[str, list[dict[str, Any]]]]) -> Path:
     """CSV rows ``benchmark, model, n, pass_at_n, majority_at_n, questions`` (accuracies in %)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_writer(path, text=True) as handle:
         writer = csv.writer(handle)
         writer.writerow(["benchmark", "model", "n", "pass_at_n", "majority_at_n", "questions"])
         for benchmark, models in curves.items():

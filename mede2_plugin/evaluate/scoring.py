@@ -19,9 +19,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mede2_plugin.answers import extract_choice, is_truncated
+from mede2_plugin.core.answers import extract_choice, is_truncated
+from mede2_plugin.core.questions import Question
 from mede2_plugin.evaluate.benchmarks import split_value
-from mede2_plugin.questions import Question
 
 
 @dataclass

@@ -2,12 +2,65 @@
 starts, and a clean worker exit.
 
 Called by the import hook in :mod:`mede2_plugin._autoload` when LLaMA-Factory loads its registry
-modules; safe to call again by hand (registration is idempotent).
+modules; safe to call again by hand (registration is idempotent). These hooks are the only place
+the package touches LLaMA-Factory's internals; :data:`INTERNALS` lists every one they rely on and
+:func:`missing_internals` says, naming the plugin, which a LLaMA-Factory release no longer has
+(``tests/test_llamafactory_hooks.py`` fails on any).
 """
 
 from __future__ import annotations
 
+import importlib
+
 FORMAT_NAMES = ("mede2_sft", "mede2_pref", "mede2_judged")
+
+#: hook -> the LLaMA-Factory internals it relies on (``module:attribute``, ``module`` alone for the
+#: import hook's trigger modules)
+INTERNALS: dict[str, tuple[str, ...]] = {
+    "import hook (mede2_plugin._autoload)": ("llamafactory.data.template", "llamafactory.data.converter",
+                                             "llamafactory.train.tuner", "llamafactory.launcher"),
+    "mede2_<base> templates (templates.py)": ("llamafactory.data.template:TEMPLATES",
+                                               "llamafactory.data.template:Template.default_system"),
+    "chat templates (chat_template.py)": ("llamafactory.data.template:Template.format_user",
+                                          "llamafactory.data.template:Template.encode_oneturn",
+                                          "llamafactory.data.template:ReasoningTemplate",
+                                          "llamafactory.data.template:Llama2Template",
+                                          "llamafactory.data.mm_plugin:PLUGINS"),
+    "dataset formats (converters.py)": ("llamafactory.data.converter:DATASET_CONVERTERS",
+                                        "llamafactory.data.converter:DatasetConverter._find_medias"),
+    "judged dataset (judged.py)": ("llamafactory.data.converter:align_dataset",
+                                   "llamafactory.data.loader:align_dataset",
+                                   "llamafactory.extras.logging:get_logger"),
+    "clean worker exit (worker_exit.py)": ("llamafactory.train.tuner:run_exp", "llamafactory.launcher:__file__"),
+    "DeepSpeed check (preflight.py)": ("llamafactory.launcher:launch",),
+}
+
+
+def _attribute(owner: object, name: str) -> object:
+    """``owner.name``, or the field of that name of a dataclass (fields without defaults are no attributes)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(owner) and isinstance(owner, type):
+        fields = {f.name: f for f in dataclasses.fields(owner)}
+        if name in fields:
+            return fields[name]
+    return getattr(owner, name)
+
+
+def missing_internals() -> list[str]:
+    """One line per LLaMA-Factory internal of :data:`INTERNALS` this LLaMA-Factory lacks."""
+    missing = []
+    for hook, names in INTERNALS.items():
+        for name in names:
+            module_name, _, attributes = name.partition(":")
+            try:
+                target = importlib.import_module(module_name)
+                for attribute in filter(None, attributes.split(".")):
+                    target = _attribute(target, attribute)
+            except (ImportError, AttributeError) as err:
+                missing.append(f"mede2-plugin: its {hook} relies on LLaMA-Factory's {name}, which this "
+                               f"LLaMA-Factory no longer has ({type(err).__name__}: {err})")
+    return missing
 
 
 def register_templates() -> None:

@@ -5,9 +5,10 @@ One jinja file, ``templates/chat/mede2.jinja``, renders every ``mede2_<base>`` t
 user, assistant), whether the system text joins the first user turn (``Llama2Template``), and
 the image and video placeholders that the family's HuggingFace processor expands
 (:data:`MEDIA_PLACEHOLDERS`). The system prompt is filled in from ``templates/prompts/system.j2``,
-its one source. The specs of the two templates the recipes use are shipped
-(``templates/chat/<name>.json``, equal to the derived ones by test), so environments without
-LLaMA-Factory (the vLLM one) render them too. :func:`check_chat_template` proves that a template
+its one source. The specs of the templates the recipes use are shipped
+(``templates/chat/<name>.json``, equal to the derived ones by test) and rendered without
+LLaMA-Factory by :mod:`mede2_plugin.core.chat_template` (the vLLM environment, the engines, the
+tiny Qwen2-VL and InternVL builders). :func:`check_chat_template` proves that a template
 renders, character for character, what LLaMA-Factory's own encoder produces for the
 conversations MedE2 trains on, explicit, empty and whitespace-only system messages included.
 
@@ -23,21 +24,23 @@ M2 after training) so a server started on that folder formats prompts as trainin
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mede2_plugin.chat_format import system_prompt
-from mede2_plugin.core.files import atomic_write_json, atomic_write_text, read_json
-from mede2_plugin.llamafactory_ext.templates import base_name, derive_template, mede2_name
-from mede2_plugin.prompts import template_source
-from mede2_plugin.resources import templates_dir
-
-SKELETON = "chat/mede2.jinja"
-_SPEC_MARKER = "__MEDE2_TEMPLATE__"
+from mede2_plugin.core.chat_template import chat_template as core_chat_template
+from mede2_plugin.core.chat_template import render_chat_template, shipped_spec_path
+from mede2_plugin.core.chat_template import (
+    write_chat_template as core_write_chat_template,
+)
+from mede2_plugin.core.files import atomic_write_text
+from mede2_plugin.llamafactory_ext.templates import (
+    base_name,
+    derive_template,
+    mede2_name,
+)
 
 #: LLaMA-Factory multimodal plugin -> (image, video) placeholder its family's HF processor expands
 #: (LLaMA-Factory's plugin expands ``<image>`` to the same tokens); ``{image_token}`` and
@@ -74,8 +77,15 @@ def _items(slots: list[Any], name: str) -> list[dict[str, Any]]:
 def template_spec(name: str) -> dict[str, Any]:
     """The spec of MedE2 template ``name`` read from LLaMA-Factory's registry (without the system
     prompt, which :func:`chat_template` fills in). Needs LLaMA-Factory."""
+    # LLaMA-Factory internals: the Template classes, their format_* slots, mm_plugin, thought_words
+    # and the multimodal plugin registry (see INTERNALS in llamafactory_ext/__init__.py)
     from llamafactory.data.mm_plugin import PLUGINS
-    from llamafactory.data.template import TEMPLATES, Llama2Template, ReasoningTemplate, Template
+    from llamafactory.data.template import (
+        TEMPLATES,
+        Llama2Template,
+        ReasoningTemplate,
+        Template,
+    )
 
     template = TEMPLATES[derive_template(base_name(name))]
     kind = type(template)
@@ -96,25 +106,17 @@ def template_spec(name: str) -> dict[str, Any]:
             "thought_tags": [word.strip() for word in template.thought_words]}
 
 
-def shipped_spec_path(name: str) -> Path:
-    return templates_dir() / "chat" / f"{name}.json"
-
-
 def chat_template(name: str) -> str:
-    """The jinja chat template of MedE2 template ``name`` (e.g. ``mede2_qwen2_vl``)."""
-    shipped = shipped_spec_path(name)
-    if shipped.is_file():
-        spec, _ = read_json(shipped)
-    else:
-        base_name(name)
-        try:
-            spec = template_spec(name)
-        except ImportError:
-            raise KeyError(f"{name}: only mede2_{{qwen2_vl,intern_vl}} are known without LLaMA-Factory; write "
-                           f"this one with `mede2 template --base {base_name(name)} --out FILE` where "
-                           "LLaMA-Factory is installed and pass the file as the chat template") from None
-    spec = {**spec, "default_system": system_prompt()}
-    return template_source(SKELETON).replace(_SPEC_MARKER, json.dumps(spec, ensure_ascii=False))
+    """The jinja chat template of MedE2 template ``name`` (e.g. ``mede2_gemma3``): the shipped spec
+    when there is one, else the one derived from LLaMA-Factory's registry."""
+    if shipped_spec_path(name).is_file():
+        return core_chat_template(name)
+    base_name(name)
+    try:
+        spec = template_spec(name)
+    except ImportError:
+        return core_chat_template(name)  # raises KeyError saying how to write it where LLaMA-Factory is
+    return render_chat_template(spec)
 
 
 class _TextTokenizer:
@@ -168,28 +170,9 @@ def check_chat_template(name: str, bos: str | None = "<s>", eos: str = "</s>") -
 
 
 def write_chat_template(model_dir: str | Path, name: str) -> list[Path]:
-    """Set the chat template of the tokenizer and processor saved in ``model_dir``.
-
-    Writes ``chat_template.jinja`` (read by transformers >= 4.50 and vLLM) and updates the
-    ``chat_template`` entry of ``tokenizer_config.json`` and ``chat_template.json`` when the
-    folder carries them. Every file is read before any is written, and each is replaced atomically.
-    """
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise FileNotFoundError(f"{model_dir}: no such model folder")
-    template = chat_template(name)
-    updates: dict[Path, tuple[dict[str, Any], Any]] = {}
-    config_path = model_dir / "tokenizer_config.json"
-    if config_path.exists():
-        config, style = read_json(config_path)
-        if isinstance(config, dict) and "chat_template" in config:
-            updates[config_path] = ({**config, "chat_template": template}, style)
-    legacy = model_dir / "chat_template.json"
-    if legacy.exists():
-        updates[legacy] = ({"chat_template": template}, read_json(legacy)[1])
-    written = [atomic_write_text(model_dir / "chat_template.jinja", template)]
-    written += [atomic_write_json(path, data, style) for path, (data, style) in updates.items()]
-    return written
+    """Write the chat template of ``name`` (shipped or derived) into ``model_dir`` (see
+    :func:`mede2_plugin.core.chat_template.write_chat_template`)."""
+    return core_write_chat_template(model_dir, name, chat_template(name))
 
 
 def chat_template_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:

@@ -5,7 +5,7 @@
     {"id": "...", "question": "...", "options": {"A": "..", ...}, "answer": "B",
      "reasoning": "...", "images": [], "patient_info": "", "final": "\\boxed{B}"  (optional)}
 
-``formatting: mede2_judged`` (see :mod:`mede2_plugin.mmrp.converter`) builds the preference pairs
+``formatting: mede2_judged`` (see :mod:`mede2_plugin.llamafactory_ext.judged`) builds the preference pairs
 from a judged-candidates file when LLaMA-Factory loads it.
 
 ``formatting: mede2_pref`` (with ``ranking: true``) reads native preference records::
@@ -27,7 +27,13 @@ from typing import Any
 
 from llamafactory.data.converter import DATASET_CONVERTERS, DatasetConverter
 
-from mede2_plugin.chat_format import IMAGE_PLACEHOLDER, assistant_response, boxed, system_prompt, user_prompt
+from mede2_plugin.core.chat_format import (
+    IMAGE_PLACEHOLDER,
+    assistant_response,
+    boxed,
+    system_prompt,
+    user_prompt,
+)
 
 
 class MedE2RecordError(ValueError):
@@ -144,9 +150,11 @@ CONVERTERS: dict[str, type[DatasetConverter]] = {
 
 def register() -> None:
     """Add our formats to LLaMA-Factory's registry (idempotent), the judged-candidates one included."""
+    # LLaMA-Factory internal: llamafactory.data.converter.DATASET_CONVERTERS (name -> DatasetConverter
+    # subclass) and DatasetConverter._find_medias (see INTERNALS in llamafactory_ext/__init__.py)
     for name, converter in CONVERTERS.items():
         DATASET_CONVERTERS.setdefault(name, converter)
-    import mede2_plugin.mmrp.converter  # noqa: F401 - registers "mede2_judged" and its row expansion
+    import mede2_plugin.llamafactory_ext.judged  # noqa: F401 - registers "mede2_judged" and its row expansion
 
 
 register()

@@ -53,6 +53,8 @@ def deepspeed_problem(recipe: str, config: dict[str, Any]) -> str | None:
 
 def guard_launch(launcher: ModuleType) -> None:
     """Wrap ``launcher.launch`` so that a train run with an unusable DeepSpeed setting stops first."""
+    # LLaMA-Factory internal: llamafactory.launcher.launch, what `llamafactory-cli` runs (see INTERNALS
+    # in llamafactory_ext/__init__.py)
     original = launcher.launch
     if getattr(original, "__mede2_preflight__", False):
         return

@@ -40,9 +40,11 @@ def derive_template(base: str, system: str | None = None) -> str:
     if base not in TEMPLATES:
         raise KeyError(f"LLaMA-Factory has no template {base!r}; `llamafactory.data.template.TEMPLATES` lists them")
     name = mede2_name(base)
+    # LLaMA-Factory internal: the registry llamafactory.data.template.TEMPLATES and its Template
+    # dataclass's `default_system` field (see INTERNALS in llamafactory_ext/__init__.py)
     if name not in TEMPLATES:
         if system is None:
-            from mede2_plugin.chat_format import system_prompt
+            from mede2_plugin.core.chat_format import system_prompt
 
             system = system_prompt()
         TEMPLATES[name] = dataclasses.replace(TEMPLATES[base], default_system=system)
@@ -53,7 +55,7 @@ def register() -> None:
     """Derive ``mede2_<base>`` for every template LLaMA-Factory has registered (idempotent)."""
     from llamafactory.data.template import TEMPLATES
 
-    from mede2_plugin.chat_format import system_prompt
+    from mede2_plugin.core.chat_format import system_prompt
 
     system = system_prompt()
     for base in [name for name in TEMPLATES if not name.startswith(PREFIX)]:

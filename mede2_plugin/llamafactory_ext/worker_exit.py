@@ -75,6 +75,8 @@ def exit_without_finalization(code: int = 0) -> None:
 
 def guard_run_exp(tuner: ModuleType) -> None:
     """Wrap ``tuner.run_exp`` so that a successful run in a torchrun worker exits cleanly."""
+    # LLaMA-Factory internal: llamafactory.train.tuner.run_exp, run by llamafactory/launcher.py as a
+    # torchrun worker's __main__ (see INTERNALS in llamafactory_ext/__init__.py)
     original: Callable[..., Any] = tuner.run_exp
     if getattr(original, "__mede2_clean_exit__", False):
         return

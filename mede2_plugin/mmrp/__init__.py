@@ -3,8 +3,10 @@
 ``rollout`` samples N candidates per image question from M1; ``prescreen`` fails wrong answers
 without a judge call; ``judge`` rates the rest on the five MMRP criteria (Appendix-A prompt);
 ``pairs`` turns judged candidates into a LLaMA-Factory preference dataset under a pairing policy;
-``stats`` summarises a judged file; ``converter`` is the ``mede2_judged`` LLaMA-Factory format
-that builds the pairs at load time (import it only where LLaMA-Factory is installed).
+``stats`` summarises a judged file. ``config`` holds the one settings tree of the four commands
+(:class:`~mede2_plugin.mmrp.config.MMRPConfig`) and ``stage`` runs them from it, for the command
+line and ``mede2 run``. The ``mede2_judged`` LLaMA-Factory format that builds the pairs at load
+time is a LLaMA-Factory hook: :mod:`mede2_plugin.llamafactory_ext.judged`.
 
 Files, in order: questions JSONL -> ``rollouts.jsonl`` (+ ``rollouts.results.jsonl``, the
 client's raw results) -> ``judged.jsonl`` (+ ``judged.results.jsonl``) -> a dataset folder with

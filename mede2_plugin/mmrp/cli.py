@@ -5,6 +5,10 @@
     mede2 judge --rollouts work/rollouts.jsonl --output work/judged.jsonl     # gemini-2.5-pro
     mede2 pairs --judged work/judged.jsonl --out-dir data --pairs-per-question 4
     mede2 mmrp --questions curated_images.jsonl --work-dir work --out-dir data --m1-model saves/m1
+    mede2 mmrp -c mmrp.yaml --set rollout.num_candidates=16     # every setting of MMRPConfig
+
+Each takes ``-c FILE.yaml`` (the fields of :class:`~mede2_plugin.mmrp.config.MMRPConfig`, or an
+``mmrp:`` section) and ``--set key.path=value``; every flag sets one key path (shown in ``--help``).
 
 Exit status: 0 done, 1 done with failures a rerun may fix (failed rollouts, judge calls that
 failed or were not made), 2 bad input or settings.
@@ -16,158 +20,111 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
+from mede2_plugin.client.config import BACKEND_NAMES
+from mede2_plugin.core.stage_cli import (
+    BackendFlags,
+    add_backend_flags,
+    add_config_arguments,
+    add_flags,
+    flag,
+    overrides_from_args,
+)
+from mede2_plugin.mmrp.config import MMRPConfig, load_mmrp_config
 from mede2_plugin.mmrp.criteria import CRITERIA
+from mede2_plugin.mmrp.pairs import IMAGE_MODES, POSITIVE_USES
 
-DEFAULT_JUDGE = {"backend": "gemini", "model": "gemini-2.5-pro"}
-DEFAULT_M1 = {"backend": "local"}
-
-
-def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
-    from mede2_plugin.client import add_backend_arguments
-    from mede2_plugin.mmrp.rollout import RolloutConfig
-
-    d = RolloutConfig()
-    group = parser.add_argument_group("rollout")
-    group.add_argument("--num-candidates", type=int, default=d.num_candidates,
-                       help=f"candidates sampled per question (paper: 8; default {d.num_candidates})")
-    group.add_argument("--temperature", type=float, default=d.temperature,
-                       help=f"M1 sampling temperature (default {d.temperature})")
-    group.add_argument("--top-p", type=float, default=d.top_p, help="M1 nucleus sampling (default: backend's)")
-    group.add_argument("--max-tokens", type=int, default=d.max_tokens,
-                       help=f"most new tokens per candidate (default {d.max_tokens})")
-    group.add_argument("--seed", type=int, default=d.seed, help="sampling seed for backends that take one")
-    group.add_argument("--stripped-field", default=d.stripped_field,
-                       help="Question.metadata key of the caption-stripped stem, used when present "
-                            f"(default {d.stripped_field})")
-    group.add_argument("--allow-text-only", action="store_true",
-                       help="roll out questions without images too (default: rejected with a reason)")
-    group.add_argument("--media-dir", help="folder relative image paths are relative to "
-                                           "(default: the questions file's folder)")
-    group.add_argument("--no-embed-images", action="store_true",
-                       help="send images as file URIs instead of data URLs")
-    add_backend_arguments(parser, prefix="m1", role="M1 (rollout)")
-
-
-def _add_judge_arguments(parser: argparse.ArgumentParser) -> None:
-    from mede2_plugin.client import add_backend_arguments
-    from mede2_plugin.mmrp.judge import JudgeConfig
-
-    d = JudgeConfig()
-    group = parser.add_argument_group("judge")
-    group.add_argument("--send-all", action="store_true",
-                       help="judge every candidate, also those whose answer the pre-screen found wrong "
-                            "(the paper's protocol; more judge calls)")
-    group.add_argument("--max-attempts", type=int, default=d.max_attempts,
-                       help=f"judge calls per candidate until a valid verdict (default {d.max_attempts})")
-    group.add_argument("--judge-temperature", type=float, default=d.temperature,
-                       help=f"judge temperature (default {d.temperature})")
-    group.add_argument("--judge-max-tokens", type=int, default=d.max_tokens,
-                       help="most output tokens per verdict (default: provider's)")
-    group.add_argument("--no-response-schema", action="store_true",
-                       help="do not send the JSON response schema (servers without structured output)")
-    add_backend_arguments(parser, prefix="judge", role="MMRP judge (default gemini / gemini-2.5-pro)")
+CHOICES = {"backend": BACKEND_NAMES}
+ROLLOUT_FLAGS = [
+    flag("--num-candidates", key="rollout.num_candidates"),
+    flag("--temperature", key="rollout.temperature"),
+    flag("--top-p", key="rollout.top_p"),
+    flag("--max-tokens", key="rollout.max_tokens"),
+    flag("--seed", key="rollout.seed"),
+    flag("--stripped-field", key="rollout.stripped_field"),
+    flag("--allow-text-only", key="rollout.require_images", value=False,
+         help="roll out questions without images too (default: rejected with a reason)"),
+    flag("--media-dir", key="rollout.media_dir"),
+]
+JUDGE_FLAGS = [
+    flag("--send-all", key="judge.send_all"),
+    flag("--max-attempts", key="judge.max_attempts"),
+    flag("--judge-temperature", key="judge.temperature"),
+    flag("--judge-max-tokens", key="judge.max_tokens"),
+    flag("--no-response-schema", key="judge.use_response_schema", value=False,
+         help="do not send the JSON response schema (servers without structured output)"),
+]
+PAIRS_FLAGS = [
+    flag("--name", key="pairs.name"),
+    flag("--pairs-per-question", key="pairs.pairs_per_question"),
+    flag("--positive-use", key="pairs.positive_use", choices=POSITIVE_USES),
+    flag("--no-prefer-hard-negatives", key="pairs.prefer_hard_negatives", value=False,
+         help="do not put right-answer negatives (hard negatives) first"),
+    flag("--pair-seed", key="pairs.seed"),
+    flag("--criteria", key="pairs.criteria", choices=CRITERIA),
+    flag("--images", key="pairs.images", choices=IMAGE_MODES),
+    flag("--no-judged-entry", key="pairs.judged_entry", value=False,
+         help="do not add the NAME_judged entry (mede2_judged: pairs built at load time)"),
+    flag("--drop-flagged", key="pairs.drop_flagged", bare="auto"),  # [human review]
+]
 
 
-def _add_pairs_arguments(parser: argparse.ArgumentParser) -> None:
-    from mede2_plugin.mmrp.pairs import IMAGE_MODES, POSITIVE_USES, PairingPolicy
-
-    d = PairingPolicy()
-    group = parser.add_argument_group("pairs")
-    group.add_argument("--name", default="mede2_stage2",
-                       help="dataset name in dataset_info.json (default mede2_stage2, what recipes/stage2_dpo.yaml uses)")
-    group.add_argument("--pairs-per-question", type=int, default=d.pairs_per_question,
-                       help="most pairs per question (default: no cap)")
-    group.add_argument("--positive-use", choices=POSITIVE_USES, default=d.positive_use,
-                       help="once: each positive in at most one pair; all: every positive x negative "
-                            f"(default {d.positive_use})")
-    group.add_argument("--no-prefer-hard-negatives", action="store_true",
-                       help="do not put right-answer negatives (hard negatives) first")
-    group.add_argument("--pair-seed", type=int, default=d.seed, help=f"pairing seed (default {d.seed})")
-    group.add_argument("--criteria", nargs="+", choices=CRITERIA, default=list(CRITERIA),
-                       help="criteria a positive must pass (default: all five)")
-    group.add_argument("--images", choices=IMAGE_MODES, default="absolute",
-                       help="absolute: keep absolute image paths; copy: copy images into OUT_DIR/images")
-    group.add_argument("--no-judged-entry", action="store_true",
-                       help="do not add the NAME_judged (mede2_judged, pairs built at load time) entry")
-    group.add_argument("--drop-flagged", nargs="?", const="auto", metavar="REVIEW_DIR",  # [human review]
-                       help="leave out the pairs a reviewer flagged in `mede2 review` (default: the review "
-                            "folder found above the judged file)")
+def _command(parser: argparse.ArgumentParser, paths: list, sections: list[str]) -> None:
+    """``-c``/``--set``/``--prompt`` plus the path flags and the flags of ``sections``."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = "\n".join(__doc__.split("\n\n")[1:3])
+    add_config_arguments(parser, "Stage-II settings YAML (fields of MMRPConfig, or an `mmrp:` section)",
+                         "--set rollout.num_candidates=16", media_key="rollout.allow_outside_media"
+                         if "rollout" in sections else None)
+    add_flags(parser, MMRPConfig, paths)
+    embed = flag("--no-embed-images", key="rollout.embed_images" if "rollout" in sections else "judge.embed_images",
+                 value=False, also=["judge.embed_images"] if {"rollout", "judge"} <= set(sections) else [],
+                 help="send images as file URIs instead of data URLs")
+    if "rollout" in sections or "judge" in sections:
+        add_flags(parser, MMRPConfig, [embed])
+    for section, flags in (("rollout", ROLLOUT_FLAGS), ("judge", JUDGE_FLAGS), ("pairs", PAIRS_FLAGS)):
+        if section in sections:
+            add_flags(parser.add_argument_group(section), MMRPConfig, flags)
+    if "rollout" in sections:
+        add_backend_flags(parser, MMRPConfig, BackendFlags("m1_backend", "m1", "M1 (rollout)", CHOICES))
+    if "judge" in sections:
+        add_backend_flags(parser, MMRPConfig, BackendFlags("judge_backend", "judge", "MMRP judge", CHOICES))
 
 
-def _policy(args: argparse.Namespace) -> Any:
-    from mede2_plugin.mmrp.pairs import PairingPolicy
-
-    return PairingPolicy(pairs_per_question=args.pairs_per_question, positive_use=args.positive_use,
-                         prefer_hard_negatives=not args.no_prefer_hard_negatives, seed=args.pair_seed,
-                         criteria=list(args.criteria))
+def _load(args: argparse.Namespace) -> MMRPConfig:
+    return load_mmrp_config(args.config, overrides_from_args(args))
 
 
-def _rollout(args: argparse.Namespace, questions: str, output: str) -> int:
-    from mede2_plugin.client import backend_config_from_args
-    from mede2_plugin.mmrp.rollout import RolloutConfig, run_rollouts
+def _rollout(config: MMRPConfig) -> int:
+    from mede2_plugin.mmrp.stage import rollout
 
-    config = RolloutConfig(num_candidates=args.num_candidates, temperature=args.temperature, top_p=args.top_p,
-                           max_tokens=args.max_tokens, seed=args.seed, stripped_field=args.stripped_field,
-                           require_images=not args.allow_text_only, media_dir=args.media_dir,
-                           embed_images=not args.no_embed_images)
-    backend = backend_config_from_args(args, "m1", **DEFAULT_M1)
-    summary = run_rollouts(questions, output, backend, config)
+    summary = rollout(config)
     print(f"[rollout] {summary.questions} questions: {summary.ok} rolled out ({summary.candidates} candidates), "
           f"{summary.rejected} rejected, {summary.failed} failed, {summary.already_done} already done; "
-          f"{summary.caption_stripped} with a caption-stripped stem -> {output}",
-          file=sys.stderr)
+          f"{summary.caption_stripped} with a caption-stripped stem -> {config.rollouts_path}", file=sys.stderr)
     return 1 if summary.failed else 0
 
 
-def _judge(args: argparse.Namespace, rollouts: str, output: str) -> int:
-    from mede2_plugin.client import backend_config_from_args
-    from mede2_plugin.mmrp.judge import JudgeConfig, run_judge
-    from mede2_plugin.mmrp.pairs import load_judged
-    from mede2_plugin.mmrp.stats import compute_stats, format_table
+def _judge(config: MMRPConfig) -> int:
+    from mede2_plugin.mmrp.stage import judge
+    from mede2_plugin.mmrp.stats import format_table
 
-    config = JudgeConfig(send_all=args.send_all, max_attempts=args.max_attempts,
-                         temperature=args.judge_temperature, max_tokens=args.judge_max_tokens,
-                         use_response_schema=not args.no_response_schema,
-                         embed_images=not args.no_embed_images)
-    backend = backend_config_from_args(args, "judge", **DEFAULT_JUDGE)
-    summary = run_judge(rollouts, output, backend, config)
+    summary, stats = judge(config)
     print(f"[judge] {summary.judged_questions} questions judged ({summary.incomplete_questions} incomplete), "
           f"{summary.already_done} already done; {summary.candidates} candidates: {summary.positives} positive, "
           f"{summary.negatives} negative, {summary.unjudged} unjudged; {summary.judge_requests} judge requests "
-          f"({summary.retries} retries), {summary.judge_calls_saved} saved by the pre-screen -> {output}",
+          f"({summary.retries} retries), {summary.judge_calls_saved} saved by the pre-screen -> {config.judged_path}",
           file=sys.stderr)
-    stats = compute_stats(load_judged(output))
-    stats_path = Path(output).with_name(Path(output).stem + ".stats.json")
-    stats_path.write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     print(format_table(stats), file=sys.stderr)
     return 1 if summary.incomplete_questions else 0
 
 
-def _flagged(args: argparse.Namespace, judged: str) -> dict[str, set[str]] | None:
-    """[human review] The pairs flagged in the review folder, with ``--drop-flagged``."""
-    if not args.drop_flagged:
-        return None
-    from mede2_plugin.review.decisions import flagged_pairs
+def _pairs(config: MMRPConfig) -> int:
+    from mede2_plugin.mmrp.stage import pairs
 
-    source = judged if args.drop_flagged == "auto" else args.drop_flagged
-    if args.drop_flagged != "auto" and not Path(source).is_dir():
-        raise ValueError(f"--drop-flagged {source}: no such review folder")
-    flagged = flagged_pairs(source)
-    print(f"[pairs] {len(flagged)} pair(s) flagged by reviewers", file=sys.stderr)
-    return flagged
-
-
-def _pairs(args: argparse.Namespace, judged: str, out_dir: str) -> int:
-    from mede2_plugin.mmrp.pairs import load_judged, write_preference_dataset
-    from mede2_plugin.mmrp.stats import compute_stats
-
-    report = write_preference_dataset(judged, out_dir, _policy(args), name=args.name, images=args.images,
-                                      judged_entry=not args.no_judged_entry, drop=_flagged(args, judged))
-    stats = compute_stats(load_judged(judged))
-    (Path(out_dir) / f"{args.name}_stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    report = pairs(config)
+    if config.pairs.drop_flagged:  # [human review]
+        print(f"[pairs] {len(report.flagged_dropped)} pair(s) flagged by reviewers left out", file=sys.stderr)
     print(f"[pairs] {report.questions} questions -> {report.pairs} pairs ({report.pairs_with_hard_negative} with a "
           f"hard negative); {len(report.questions_without_positive)} without a positive, "
           f"{len(report.questions_without_negative)} without a negative, "
@@ -177,56 +134,30 @@ def _pairs(args: argparse.Namespace, judged: str, out_dir: str) -> int:
     return 0
 
 
-def _guard(name: str, run: Callable[[], int]) -> int:
-    try:
-        return run()
-    except (OSError, ValueError) as err:
-        print(f"mede2 {name}: {err}", file=sys.stderr)
-        return 2
+def _handler(run: Callable[[MMRPConfig], int]) -> Callable[[argparse.Namespace], int]:
+    return lambda args: run(_load(args))
 
 
 def rollout_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     """``mede2 rollout``: N candidates per image question from M1."""
-    parser.add_argument("--questions", required=True, help="JSONL bank of questions (Question records)")
-    parser.add_argument("--output", required=True, help="rollout records JSONL (resumable); the client's "
-                                                        "raw results go to OUTPUT.results.jsonl beside it")
-    _add_rollout_arguments(parser)
-    return lambda args: _guard("rollout", lambda: _rollout(args, args.questions, args.output))
+    _command(parser, [flag("--questions", key="questions"), flag("--output", key="rollouts")], ["rollout"])
+    return _handler(_rollout)
 
 
 def judge_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     """``mede2 judge``: pre-screen, then rate candidates on the five MMRP criteria."""
-    parser.add_argument("--rollouts", required=True, help="rollout records JSONL (mede2 rollout output)")
-    parser.add_argument("--output", required=True, help="judged-questions JSONL (resumable); statistics go "
-                                                        "to OUTPUT.stats.json")
-    parser.add_argument("--no-embed-images", action="store_true", help="send images as file URIs, not data URLs")
-    _add_judge_arguments(parser)
-    return lambda args: _guard("judge", lambda: _judge(args, args.rollouts, args.output))
+    _command(parser, [flag("--rollouts", key="rollouts"), flag("--output", key="judged")], ["judge"])
+    return _handler(_judge)
 
 
 def pairs_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     """``mede2 pairs``: the LLaMA-Factory preference dataset from judged candidates."""
-    parser.add_argument("--judged", required=True, help="judged-questions JSONL (mede2 judge output)")
-    parser.add_argument("--out-dir", required=True, help="dataset folder (dataset_dir of the DPO recipe)")
-    _add_pairs_arguments(parser)
-    return lambda args: _guard("pairs", lambda: _pairs(args, args.judged, args.out_dir))
+    _command(parser, [flag("--judged", key="judged"), flag("--out-dir", key="out_dir")], ["pairs"])
+    return _handler(_pairs)
 
 
 def mmrp_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     """``mede2 mmrp``: rollout, judge and pairs in one go (each step resumable)."""
-    parser.add_argument("--questions", required=True, help="JSONL bank of image questions")
-    parser.add_argument("--work-dir", required=True, help="folder for rollouts.jsonl and judged.jsonl")
-    parser.add_argument("--out-dir", required=True, help="dataset folder (dataset_dir of the DPO recipe)")
-    _add_rollout_arguments(parser)
-    _add_judge_arguments(parser)
-    _add_pairs_arguments(parser)
-
-    def run(args: argparse.Namespace) -> int:
-        work = Path(args.work_dir)
-        work.mkdir(parents=True, exist_ok=True)
-        rollouts, judged = str(work / "rollouts.jsonl"), str(work / "judged.jsonl")
-        status = _rollout(args, args.questions, rollouts)
-        status = max(status, _judge(args, rollouts, judged))
-        return max(status, _pairs(args, judged, args.out_dir))
-
-    return lambda args: _guard("mmrp", lambda: run(args))
+    _command(parser, [flag("--questions", key="questions"), flag("--work-dir", key="work_dir"),
+                      flag("--out-dir", key="out_dir")], ["rollout", "judge", "pairs"])
+    return _handler(lambda config: max(_rollout(config), _judge(config), _pairs(config)))

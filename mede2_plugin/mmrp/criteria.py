@@ -1,8 +1,8 @@
 """The five MMRP criteria, the judge's JSON response schema, and verdict parsing.
 
 A verdict is the one JSON object of the judge's reply, found by the shared reader
-:func:`mede2_plugin.replies.parse_json`, holding each of the five fields exactly once with a
-Yes/No value read by :func:`mede2_plugin.replies.yes_no`. Reply shapes accepted (judges: Gemini
+:func:`mede2_plugin.core.replies.parse_json`, holding each of the five fields exactly once with a
+Yes/No value read by :func:`mede2_plugin.core.replies.yes_no`. Reply shapes accepted (judges: Gemini
 2.5 with or without thoughts and a response schema, GPT-4o / o-series, open models on vLLM):
 
 * bare JSON, or JSON in a ```` ```json ```` fence (Gemini without a schema, GPT-4o);
@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mede2_plugin.replies import parse_json, yes_no
+from mede2_plugin.core.replies import parse_json, yes_no
 
 #: The paper's five criteria (Appendix A), in its order; the JSON field names of a verdict.
 CRITERIA: tuple[str, ...] = (

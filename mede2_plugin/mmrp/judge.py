@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mede2_plugin.chat_format import image_part
-from mede2_plugin.jsonl import JsonlStore, read_jsonl
+from mede2_plugin.core.chat_format import image_part
+from mede2_plugin.core.jsonl import JsonlStore, read_jsonl
+from mede2_plugin.core.prompts import render
 from mede2_plugin.mmrp.criteria import (
     ANSWER_CORRECTNESS,
     CRITERIA,
@@ -46,8 +47,7 @@ from mede2_plugin.mmrp.criteria import (
     parse_verdict,
 )
 from mede2_plugin.mmrp.prescreen import prescreen
-from mede2_plugin.mmrp.rollout import OK, latest_results, results_path_for
-from mede2_plugin.prompts import render
+from mede2_plugin.mmrp.rollout import OK, results_path_for
 
 JUDGE_TEMPLATE = "prompts/mmrp_judge.j2"
 QUESTION_TEMPLATE = "prompts/mmrp_question.j2"
@@ -264,8 +264,8 @@ def run_judge(rollouts: str | Path, output: str | Path, backend: Any,
             if attempt > 1:
                 summary.retries += len(requests)
             batch = run_batch(list(requests.values()), output=str(results_path), config=backend, stage="judge")
-            summary.batches.append(dataclasses.asdict(batch) if dataclasses.is_dataclass(batch) else dict(vars(batch)))
-            results = latest_results(results_path)
+            summary.batches.append(batch.to_dict())
+            results = batch.rows
             still_waiting = []
             for rollout, candidate in waiting:
                 rid = request_id(rollout["id"], candidate["index"], attempt)

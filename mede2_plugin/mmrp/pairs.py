@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import random
 import shutil
 from collections import Counter
@@ -39,9 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mede2_plugin.chat_format import IMAGE_PLACEHOLDER
-from mede2_plugin.jsonl import read_jsonl, write_jsonl
-from mede2_plugin.llamafactory_ext.register import merge_dataset_info
+from mede2_plugin.core.chat_format import IMAGE_PLACEHOLDER
+from mede2_plugin.core.dataset_info import merge_dataset_info
+from mede2_plugin.core.files import atomic_write_json
+from mede2_plugin.core.jsonl import read_jsonl, write_jsonl
 from mede2_plugin.mmrp.criteria import (
     CRITERIA,
     classify,
@@ -393,6 +393,5 @@ def write_preference_dataset(judged: str | Path, out_dir: str | Path, policy: Pa
     report.files = {"native": str(out_dir / native_file), "sharegpt": str(out_dir / sharegpt_file),
                     "dataset_info": str(out_dir / "dataset_info.json"),
                     "report": str(out_dir / f"{name}_pairs_report.json")}
-    (out_dir / f"{name}_pairs_report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n",
-                                                        encoding="utf-8")
+    atomic_write_json(out_dir / f"{name}_pairs_report.json", report.to_dict())
     return report

@@ -2,7 +2,7 @@
 
 Such a candidate is a negative without asking the judge (Answer_Correctness would be "No"
 whatever the other four say), which saves one judge call per wrong rollout. The answer is read by
-the package's one extractor, :func:`mede2_plugin.answers.extract_choice`, from the candidate's
+the package's one extractor, :func:`mede2_plugin.core.answers.extract_choice`, from the candidate's
 whole output (reasoning a server sent apart is put back first, see :mod:`mede2_plugin.mmrp.rollout`):
 ``<think>..</think><answer>\\boxed{B}</answer>`` as M1 was trained to write it, the answer without
 tags or box ("The answer is B"), ``\\boxed{\\text{B}}``, the option text; a candidate cut off inside
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mede2_plugin.answers import extract_choice
+from mede2_plugin.core.answers import extract_choice
 
 PASS, WRONG, UNPARSED = "pass", "wrong", "unparsed"
 

@@ -1,13 +1,13 @@
 """Rollouts: N reasoning candidates per image question from the Stage-I model M1.
 
 Each question is asked exactly as training will later show it (the paper's think/answer
-conversation from :mod:`mede2_plugin.chat_format`), with the caption-stripped question text:
+conversation from :mod:`mede2_plugin.core.chat_format`), with the caption-stripped question text:
 ``mede2 curate`` writes it into ``question`` itself (the original kept in
 ``metadata["caption_stripping"]``); other banks may carry it in ``metadata["stripped_question"]``
 (the key is a setting). The client
 layer samples ``n`` candidates per question on any backend (``local`` on a CPU, ``vllm`` on GPUs,
 any OpenAI-compatible server) and keeps its raw results in ``<output>.results.jsonl``; this stage
-turns them into one record per question in ``<output>`` (a :class:`~mede2_plugin.jsonl.JsonlStore`):
+turns them into one record per question in ``<output>`` (a :class:`~mede2_plugin.core.jsonl.JsonlStore`):
 
     {"id", "status": "ok" | "rejected" | "failed", "reason",
      "question": <Question as asked>, "text_from": where the stem came from,
@@ -19,7 +19,7 @@ A candidate's ``text`` is M1's whole output, the text preference pairs train on.
 ``<think>...</think><answer>...</answer>``; a server with a reasoning parser (vLLM
 ``--reasoning-parser``, ``llamafactory-cli api`` does not) returns the think part apart as
 ``reasoning_content``, which is put back in its ``<think>`` tags before the text
-(:func:`mede2_plugin.replies.full_text`); ``reasoning`` keeps what the server sent apart.
+(:func:`mede2_plugin.core.replies.full_text`); ``reasoning`` keeps what the server sent apart.
 
 A rerun skips questions already ``ok`` or ``rejected`` and tries ``failed`` ones again.
 """
@@ -32,10 +32,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mede2_plugin.chat_format import openai_messages, system_prompt, user_prompt
-from mede2_plugin.jsonl import JsonlStore, read_jsonl
-from mede2_plugin.questions import Question
-from mede2_plugin.replies import full_text
+from mede2_plugin.core.chat_format import (
+    openai_messages,
+    question_images,
+    system_prompt,
+    user_prompt,
+)
+from mede2_plugin.core.jsonl import JsonlStore
+from mede2_plugin.core.media import MediaPolicy, MediaRefused, local_path
+from mede2_plugin.core.questions import Question, read_questions
+from mede2_plugin.core.replies import full_text
 
 OK, REJECTED, FAILED = "ok", "rejected", "failed"
 
@@ -58,7 +64,10 @@ class RolloutConfig:
         require_images: reject (keep, with a reason) questions without images: Stage-II is the
             image subset.
         media_dir: folder that relative image paths of the bank are relative to (None: the
-            folder of the questions file).
+            folder of the questions file); images may lie in it and in ``media_roots``.
+        media_roots: further folders the questions' images may lie in.
+        allow_outside_media: allow images anywhere (absolute paths, ``file://``, ``..`` out of the
+            data folders); off, such a question is rejected with the reason.
         embed_images: send local images as data URLs (True) or as ``file://`` URIs (False, for
             in-process engines that read files themselves).
     """
@@ -71,7 +80,13 @@ class RolloutConfig:
     stripped_field: str = "stripped_question"
     require_images: bool = True
     media_dir: str | None = None
+    media_roots: list[str] = field(default_factory=list)
+    allow_outside_media: bool = False
     embed_images: bool = True
+
+    def media(self) -> MediaPolicy:
+        """Where the questions' images may come from."""
+        return MediaPolicy.of(self.media_dir, self.media_roots, self.allow_outside_media)
 
     def __post_init__(self) -> None:
         if self.num_candidates < 1:
@@ -96,22 +111,6 @@ class RolloutSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def load_questions(path: str | Path) -> list[Question]:
-    """Read a bank of ``Question.to_dict()`` lines; a bad record raises naming file and line."""
-    questions = []
-    seen: set[str] = set()
-    for number, record in enumerate(read_jsonl(path), start=1):
-        try:
-            question = Question.from_dict(record)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{path}: record {number} ({record.get('id', '<no id>')!r}): {err}") from None
-        if question.id in seen:
-            raise ValueError(f"{path}: record {number}: duplicate question id {question.id!r}")
-        seen.add(question.id)
-        questions.append(question)
-    return questions
 
 
 def question_as_asked(question: Question, stripped_field: str = "stripped_question") -> tuple[Question, str]:
@@ -139,38 +138,30 @@ def original_question(question: Question) -> str:
     return question.question
 
 
-def resolve_images(question: Question, media_dir: str | Path | None) -> list[str]:
-    """Absolute paths of the question's images (URLs and data URLs are kept as they are)."""
-    resolved = []
-    for image in question.images:
-        if image.startswith(("http://", "https://", "data:")):
-            resolved.append(image)
-            continue
-        path = Path(image)
-        if not path.is_absolute() and media_dir is not None:
-            path = Path(media_dir) / path
-        resolved.append(str(path.resolve()))
-    return resolved
-
-
-def _check(question: Question, images: list[str], config: RolloutConfig) -> str:
-    """Why a question cannot be rolled out, or "" when it can."""
+def _check(question: Question, config: RolloutConfig) -> tuple[list[str], str]:
+    """The question's images as they are read, and why it cannot be rolled out ("" when it can)."""
+    try:
+        images, refused = question_images(question, config.media()), ""
+    except MediaRefused as err:
+        images, refused = list(question.images), str(err)
     if not question.answer:
-        return "no ground-truth answer"
+        return images, "no ground-truth answer"
     if question.answer not in question.options:
-        return f"answer {question.answer!r} is not one of the options {sorted(question.options)}"
+        return images, f"answer {question.answer!r} is not one of the options {sorted(question.options)}"
     if config.require_images and not images:
-        return "no images (Stage-II uses image questions; set require_images=False to allow)"
-    missing = [p for p in images if "://" not in p and not p.startswith("data:") and not Path(p).is_file()]
+        return images, "no images (Stage-II uses image questions; set require_images=False to allow)"
+    if refused:
+        return images, refused
+    missing = [p for p in images if local_path(p) is not None and not Path(p).is_file()]
     if missing:
-        return f"image file not found: {missing[0]}"
-    return ""
+        return images, f"image file not found: {missing[0]}"
+    return images, ""
 
 
 def build_record(question: Question, config: RolloutConfig) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
     """The rollout record of a question (without candidates) and its chat messages (None if rejected)."""
     asked, text_from = question_as_asked(question, config.stripped_field)
-    images = resolve_images(asked, config.media_dir)
+    images, problem = _check(asked, config)
     asked = dataclasses.replace(asked, images=images)
     record: dict[str, Any] = {
         "id": question.id,
@@ -188,7 +179,6 @@ def build_record(question: Question, config: RolloutConfig) -> tuple[dict[str, A
         "backend": None,
         "model": None,
     }
-    problem = _check(asked, images, config)
     if problem:
         record.update(status=REJECTED, reason=problem)
         return record, None
@@ -201,19 +191,15 @@ def results_path_for(output: str | Path) -> Path:
     return output.with_name(output.stem + ".results.jsonl")
 
 
-def latest_results(path: Path) -> dict[str, dict[str, Any]]:
-    """The client's result rows by request id (the last row of an id wins)."""
-    if not path.exists():
-        return {}
-    return {str(row["id"]): row for row in read_jsonl(path, allow_torn_tail=True) if "id" in row}
-
-
 def run_rollouts(questions: Iterable[Question] | str | Path, output: str | Path, backend: Any,
                  config: RolloutConfig | None = None) -> RolloutSummary:
     """Sample candidates for every question not yet done; write/extend ``output``.
 
     Args:
-        questions: Question objects, or a JSONL bank of them.
+        questions: Question objects, or a question file. A file's images must lie in its data
+            folders (``media_dir``, default the file's folder, and ``media_roots``); Question
+            objects built by the caller are taken as they are, unless ``media_dir`` or
+            ``media_roots`` is set (their images are checked to decode either way).
         output: the rollout records file (JSONL keyed by question id).
         backend: a :class:`mede2_plugin.client.BackendConfig` for M1.
         config: rollout settings.
@@ -224,7 +210,9 @@ def run_rollouts(questions: Iterable[Question] | str | Path, output: str | Path,
     if isinstance(questions, (str, Path)):
         if config.media_dir is None:
             config = dataclasses.replace(config, media_dir=str(Path(questions).resolve().parent))
-        questions = load_questions(questions)
+        questions = read_questions(questions)
+    elif config.media_dir is None and not config.media_roots:
+        config = dataclasses.replace(config, allow_outside_media=True)
     summary = RolloutSummary(output=str(output))
     results_path = results_path_for(output)
     with JsonlStore(output) as store:
@@ -248,8 +236,10 @@ def run_rollouts(questions: Iterable[Question] | str | Path, output: str | Path,
             ))
         if requests:
             batch = run_batch(requests, output=str(results_path), config=backend, stage="rollout")
-            summary.batch = dataclasses.asdict(batch) if dataclasses.is_dataclass(batch) else dict(vars(batch))
-        results = latest_results(results_path)
+            summary.batch = batch.to_dict()
+            results = batch.rows
+        else:
+            results = {}
         for question_id, record in pending.items():
             row = results.get(question_id)
             if row is None:

@@ -4,14 +4,16 @@
     config = load_pipeline_config("pipeline.yaml")
     status = run_pipeline(config, "pipeline.yaml", start=None, until="pairs")
 
-Modules: :mod:`.config` (settings), :mod:`.stages` (what each stage does), :mod:`.runner` (order,
-skip / resume / redo), :mod:`.state` (content hashes, fingerprints), :mod:`.manifest` (the run
-manifest, secrets filtered), :mod:`.training` (``llamafactory-cli``), :mod:`.simulated` (the
-demo's scripted API roles), :mod:`.isolation` (vLLM stages in a child process), :mod:`.cli`.
+The pipeline only orchestrates: each stage package runs its own work from its config and declares
+its inputs and outputs (:class:`mede2_plugin.core.stage.Step`). Modules: :mod:`.config` (the typed
+settings of every stage in one file), :mod:`.steps` (the steps in order, each one's config wired to
+the run), :mod:`.runner` (skip / resume / redo, one run per folder), :mod:`.state` (content hashes,
+fingerprints), :mod:`.manifest` (the run manifest, secrets filtered), :mod:`.simulated` (the
+demo's scripted API roles), :mod:`.cli`.
 """
 
 from mede2_plugin.pipeline.config import PipelineConfig, load_pipeline_config
 from mede2_plugin.pipeline.runner import run_pipeline
-from mede2_plugin.pipeline.stages import STAGE_NAMES
+from mede2_plugin.pipeline.steps import STAGE_NAMES
 
 __all__ = ["STAGE_NAMES", "PipelineConfig", "load_pipeline_config", "run_pipeline"]

@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mede2_plugin.pipeline.stages import STAGE_NAMES
+from mede2_plugin.core.stage_cli import add_override_arguments
+from mede2_plugin.pipeline.steps import STAGE_NAMES
 
 DEMO_INTRO = """\
 MedE2 demo: the whole recipe, offline, on this CPU, in a few minutes.
@@ -39,17 +40,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="append", default=[], metavar="STAGE",
                         help="redo this stage even if up to date (repeatable; 'all' for every stage); its "
                              "previous outputs are moved to OUT/superseded/, unchanged calls come from the cache")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                        help="override one setting, value read as YAML (repeatable), e.g. "
-                             "--set evaluate.samples=8 --set training.stage1.overrides.num_train_epochs=1")
+    add_override_arguments(parser, "--set evaluate.samples=8 --set training.stage1.overrides.num_train_epochs=1")
     parser.add_argument("--out", help="output folder (sets output_dir)")
 
 
 def _load(path: str | Path, args: argparse.Namespace):
+    from mede2_plugin.core.stage_cli import overrides_from_args
     from mede2_plugin.pipeline.config import load_pipeline_config
 
-    overrides = list(args.overrides)
-    config = load_pipeline_config(path, overrides)
+    config = load_pipeline_config(path, overrides_from_args(args))
     if args.out:
         config.output_dir = str(Path(args.out).resolve())
     return config
@@ -57,7 +56,7 @@ def _load(path: str | Path, args: argparse.Namespace):
 
 def print_report(out: Path) -> None:
     """Print the M0/M1/M2 table and where the plot and manifest are."""
-    from mede2_plugin.pipeline.stages import Layout
+    from mede2_plugin.pipeline.steps import Layout
 
     layout = Layout(out)
     table = layout.report_prefix.with_name("report.md")
@@ -82,7 +81,7 @@ def _run(config, config_file: str, args: argparse.Namespace) -> int:
 
 
 def _guard(name: str, run: Callable[[], int]) -> int:
-    from mede2_plugin.settings import ConfigError
+    from mede2_plugin.core.settings import ConfigError
 
     try:
         return run()
@@ -107,7 +106,7 @@ def demo_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespac
     parser.description = (parser.description or "") + ". Same as: mede2 run examples/demo/pipeline.yaml --out DIR"
 
     def handle(args: argparse.Namespace) -> int:
-        from mede2_plugin.resources import examples_dir
+        from mede2_plugin.core.resources import examples_dir
 
         pipeline = examples_dir() / "demo" / "pipeline.yaml"
         print(DEMO_INTRO, flush=True)

@@ -32,13 +32,16 @@ Example ``pipeline.yaml`` (every key optional except what names your data and mo
     distill: {filter: {min_reasoning_chars: 300}}                      # DistillConfig fields
     rollout: {num_candidates: 8}                                       # RolloutConfig fields
     judge: {max_attempts: 3}                                           # JudgeConfig fields
-    pairs: {pairs_per_question: 4}                                     # PairingPolicy fields
-    evaluate: {samples: 8, max_tokens: 4096}
+    pairs: {pairs_per_question: 4}                                     # PairsConfig fields
+    evaluate: {samples: 8, max_tokens: 4096}                           # EvalSettings fields, models
+    prompts: {mmrp_judge: my_judge.j2}                                 # your own prompt files
 
-Relative input paths (banks, benchmarks, recipes, a local base model, the simulation script)
-are looked up beside the YAML file first, then in the current directory, and ``recipes/...``,
-``examples/...`` and ``templates/...`` also in the files shipped with the package. Load with
-:func:`load_pipeline_config` (file, then ``key.path=value`` overrides).
+Every section is the typed config of its stage, so a key that does not exist anywhere in the file
+(``judge: {max_atempts: 3}``) is an error naming its key path when the file is loaded, before any
+call is made. Relative input paths (banks, benchmarks, recipes, a local base model, the
+simulation script, prompt files) are looked up beside the YAML file first, then in the current
+directory, and ``recipes/...``, ``examples/...`` and ``templates/...`` also in the files shipped
+with the package. Load with :func:`load_pipeline_config` (file, then ``key.path=value`` overrides).
 """
 
 from __future__ import annotations
@@ -48,34 +51,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mede2_plugin.client.config import BackendConfig
-from mede2_plugin.curate.common import BankSource
-from mede2_plugin.settings import ConfigError, load_config
+from mede2_plugin.client.config import BackendConfig, load_backend_config
+from mede2_plugin.core.settings import ConfigError, load_config
+from mede2_plugin.curate.config import CurateConfig
+from mede2_plugin.data.source import BankSource
+from mede2_plugin.distill.config import DistillConfig
+from mede2_plugin.evaluate.benchmarks import BenchmarkSpec
+from mede2_plugin.evaluate.runner import EvalSettings
+from mede2_plugin.mmrp.config import PairsConfig
+from mede2_plugin.mmrp.judge import JudgeConfig
+from mede2_plugin.mmrp.rollout import RolloutConfig
+from mede2_plugin.train.stage import TrainingConfig
 
-SIMULATED = "simulated"  # a role's base_url that means "the local simulated server of the demo"
+#: a role's ``base_url: simulated`` in the YAML: "the local simulated server of the demo"
+SIMULATED_WORD = "simulated"
+SIMULATED = "http://simulated.invalid/v1"  # what it reads as until the server's address is known
 MODEL_LABELS = ("M0", "M1", "M2")
-PATH_OPTION_SUFFIXES = ("_dir", "_file", "_path")
-
-
-@dataclass
-class BenchmarkSpec:
-    """One evaluation benchmark and where its public release lies.
-
-    Attributes:
-        name: a built-in benchmark of :data:`mede2_plugin.evaluate.benchmarks.BENCHMARKS`
-            (``medqa``, ``medbullets_op4``, ``medxpertqa_mm``, ``mmmu_health``, ...) or a new name
-            defined by ``definition``.
-        path: the benchmark's root folder (public release layout) or a single file.
-        definition: fields of :class:`~mede2_plugin.evaluate.benchmarks.BenchmarkConfig` for a
-            benchmark that is not built in (``format``, ``files``, ``title``, ``splits``, ...),
-            or overrides of a built-in one.
-        leakage: also use this benchmark's questions in the curation leakage check.
-    """
-
-    name: str = ""
-    path: str = ""
-    definition: dict[str, Any] = field(default_factory=dict)
-    leakage: bool = True
+ROLE_NAMES = ("baseline_solver", "classifier", "rewriter", "trace_judge", "judge")
 
 
 @dataclass
@@ -113,6 +105,13 @@ class RolesConfig:
     rollout: dict[str, Any] = field(default_factory=lambda: {"backend": "local"})
     eval: dict[str, Any] = field(default_factory=lambda: {"backend": "local"})
 
+    def api_roles(self) -> list[tuple[str, BackendConfig]]:
+        """``(role name, BackendConfig)`` of every API role that is set."""
+        found = [(name, getattr(self, name)) for name in ROLE_NAMES if getattr(self, name) is not None]
+        found += [(f"strong_solver[{i}]", b) for i, b in enumerate(self.strong_solvers)]
+        found += [(f"teacher[{name}]", b) for name, b in self.teachers.items()]
+        return found
+
 
 @dataclass
 class ModelsConfig:
@@ -132,80 +131,36 @@ class ModelsConfig:
 
 
 @dataclass
-class TrainStageConfig:
-    """One training stage through ``llamafactory-cli``.
-
-    Attributes:
-        recipe: the ``llamafactory-cli train`` YAML (our ``recipes/`` or a copy).
-        overrides: keys set over the recipe (``learning_rate``, ``num_train_epochs``, ...). The
-            pipeline itself always sets ``model_name_or_path``, ``dataset_dir``, ``dataset``,
-            ``output_dir``, ``template`` and ``seed``.
-        merge_recipe: the ``llamafactory-cli export`` YAML that merges a LoRA adapter (used when
-            the training is LoRA; ignored for full fine-tuning).
-        merge_overrides: keys set over the merge recipe.
-    """
-
-    recipe: str = ""
-    overrides: dict[str, Any] = field(default_factory=dict)
-    merge_recipe: str | None = None
-    merge_overrides: dict[str, Any] = field(default_factory=dict)
-
-
-def _stage1_default() -> TrainStageConfig:
-    return TrainStageConfig(recipe="recipes/stage1_lora.yaml", merge_recipe="recipes/stage1_merge.yaml")
-
-
-def _stage2_default() -> TrainStageConfig:
-    return TrainStageConfig(recipe="recipes/stage2_dpo.yaml", merge_recipe="recipes/stage1_merge.yaml")
-
-
-@dataclass
-class TrainingConfig:
-    """Both training stages. Several GPUs or nodes go through LLaMA-Factory's own launcher:
-    ``llamafactory-cli`` starts ``torchrun`` when ``FORCE_TORCHRUN=1`` (with ``NPROC_PER_NODE``,
-    ``NNODES``, ``NODE_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``), from the environment of
-    ``mede2 run`` or from ``env`` below; DeepSpeed ZeRO-3 comes from the recipe's ``deepspeed`` key.
-
-    Attributes:
-        stage1: Stage-I (LoRA SFT, then merge -> M1).
-        stage2: Stage-II (full DPO -> M2; LoRA recipes are merged too).
-        launcher: the LLaMA-Factory command (default: the one beside this Python).
-        env: environment variables set for the training processes (values as strings).
-    """
-
-    stage1: TrainStageConfig = field(default_factory=_stage1_default)
-    stage2: TrainStageConfig = field(default_factory=_stage2_default)
-    launcher: str = "llamafactory-cli"
-    env: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class EvaluateConfig:
-    """Evaluation of M0, M1 and M2 on ``benchmarks`` (fields of
-    :class:`~mede2_plugin.evaluate.runner.EvalSettings`, plus which models).
+class EvaluateSection(EvalSettings):
+    """Evaluation of M0, M1 and M2 on ``benchmarks``: the sampling settings of
+    :class:`~mede2_plugin.evaluate.runner.EvalSettings` (``samples``, ``temperature``, ``top_p``,
+    ``max_tokens``, ``seed`` (default: the run's), ``limit``, ``plot``), and:
 
     Attributes:
         models: which of M0, M1, M2 to evaluate.
-        samples: outputs per question; above 1 gives pass@n / majority-vote@n scaling curves.
-        temperature: sampling temperature (None: 0 for one sample, the paper's 0.5 for several).
-        top_p: nucleus sampling (None: the backend's default).
-        max_tokens: most new tokens per output.
-        limit: evaluate only the first N questions of each benchmark.
         splits: break the report down by the benchmarks' split fields.
     """
 
     models: list[str] = field(default_factory=lambda: list(MODEL_LABELS))
-    samples: int = 1
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int = 4096
-    limit: int | None = None
     splits: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         unknown = [m for m in self.models if m not in MODEL_LABELS]
         if unknown:
             raise ValueError(f"evaluate.models: unknown {unknown}; choose from {list(MODEL_LABELS)}")
+
+
+@dataclass
+class PipelinePairs(PairsConfig):
+    """The pairing policy and dataset (:class:`~mede2_plugin.mmrp.config.PairsConfig`), seeded
+    by the run's ``seed`` unless ``seed`` is given.
+
+    Attributes:
+        seed: seed of the per-question shuffles (None: the run's seed).
+    """
+
+    seed: int | None = None  # type: ignore[assignment]
 
 
 @dataclass
@@ -214,7 +169,7 @@ class SimulatedConfig:
 
     Roles whose ``base_url`` is ``simulated`` are answered by
     :class:`mede2_plugin.testing.FakeOpenAIServer` on 127.0.0.1, with replies scripted by
-    :mod:`mede2_plugin.pipeline.simulated` from ``script`` and the bundled question banks.
+    :mod:`mede2_plugin.demo.simulated` from ``script`` and the bundled question banks.
 
     Attributes:
         script: YAML of per-question behaviour (see ``examples/demo/simulated_roles.yaml``).
@@ -235,19 +190,20 @@ class PipelineConfig:
         output_dir: folder of every stage's outputs, the models, ``manifest.json`` and the report
             (relative paths: to the current directory).
         seed: seed of training, sampling (rollouts, evaluation) and pairing.
-        banks: training question banks (:class:`~mede2_plugin.curate.common.BankSource`: path,
+        banks: training question banks (:class:`~mede2_plugin.data.source.BankSource`: path,
             format, loader options, name); each is curated on its own, then the text questions
             of all banks go to Stage-I and the image questions to Stage-II.
         benchmarks: evaluation benchmarks (also the reference of the leakage check).
         roles: the model behind each role.
         models: the base model M0.
-        curate: settings of curation (fields of ``CurateConfig``; ``bank``, ``output_dir``, the
-            leakage benchmarks and the role backends are set by the pipeline).
-        distill: settings of Stage-I data (fields of ``DistillConfig``; ``questions``,
+        curate: curation (:class:`~mede2_plugin.curate.config.CurateConfig`; ``bank``,
+            ``output_dir``, the leakage benchmarks and the role backends are set by the pipeline).
+        distill: Stage-I data (:class:`~mede2_plugin.distill.config.DistillConfig`; ``questions``,
             ``output_dir`` and the role backends are set by the pipeline).
-        rollout: settings of the rollouts (fields of ``RolloutConfig``).
-        judge: settings of the MMRP judge (fields of ``JudgeConfig``).
-        pairs: the pairing policy (fields of ``PairingPolicy``).
+        rollout: the rollouts (:class:`~mede2_plugin.mmrp.rollout.RolloutConfig`; ``seed``
+            defaults to the run's).
+        judge: the MMRP judge (:class:`~mede2_plugin.mmrp.judge.JudgeConfig`).
+        pairs: the pairing policy and the Stage-II dataset (:class:`PipelinePairs`).
         training: the two ``llamafactory-cli`` stages.
         evaluate: evaluation settings.
         cpu_threads: CPU threads of torch in this process (local-backend rollouts and evaluation)
@@ -257,6 +213,9 @@ class PipelineConfig:
         on_incomplete: ``stop`` after a stage that left items pending (failed calls: rerun to
             retry them), or ``continue`` with what it has.
         simulated: the demo's simulated API roles (None: no role may use ``base_url: simulated``).
+        prompts: prompt templates replaced by your own jinja files in every stage, ``{NAME: PATH}``
+            (a stage's own ``prompts`` add to these); see :mod:`mede2_plugin.core.prompts`.
+        allow_outside_media: allow question images outside the banks' and benchmarks' folders.
     """
 
     output_dir: str = "mede2_run"
@@ -265,16 +224,18 @@ class PipelineConfig:
     benchmarks: list[BenchmarkSpec] = field(default_factory=list)
     roles: RolesConfig = field(default_factory=RolesConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
-    curate: dict[str, Any] = field(default_factory=dict)
-    distill: dict[str, Any] = field(default_factory=dict)
-    rollout: dict[str, Any] = field(default_factory=dict)
-    judge: dict[str, Any] = field(default_factory=dict)
-    pairs: dict[str, Any] = field(default_factory=dict)
+    curate: CurateConfig = field(default_factory=CurateConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    pairs: PipelinePairs = field(default_factory=PipelinePairs)
     training: TrainingConfig = field(default_factory=TrainingConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    evaluate: EvaluateSection = field(default_factory=EvaluateSection)
     cpu_threads: int | None = None
     on_incomplete: str = "stop"
     simulated: SimulatedConfig | None = None
+    prompts: dict[str, str] = field(default_factory=dict)
+    allow_outside_media: bool = False
 
     def __post_init__(self) -> None:
         if self.on_incomplete not in ("stop", "continue"):
@@ -293,25 +254,11 @@ class PipelineConfig:
 
     def simulated_roles(self) -> list[str]:
         """Names of the roles whose calls go to the simulated server."""
-        return [name for name, backend in iter_role_backends(self.roles) if backend.base_url == SIMULATED]
-
-
-def iter_role_backends(roles: RolesConfig) -> list[tuple[str, BackendConfig]]:
-    """``(role name, BackendConfig)`` of every API role that is set."""
-    found: list[tuple[str, BackendConfig]] = []
-    for name in ("baseline_solver", "classifier", "rewriter", "trace_judge", "judge"):
-        backend = getattr(roles, name)
-        if backend is not None:
-            found.append((name, backend))
-    found += [(f"strong_solver[{i}]", b) for i, b in enumerate(roles.strong_solvers)]
-    found += [(f"teacher[{name}]", b) for name, b in roles.teachers.items()]
-    return found
+        return [name for name, backend in self.roles.api_roles() if backend.base_url == SIMULATED]
 
 
 def model_backend(template: dict[str, Any], model: str, role: str) -> BackendConfig:
     """The BackendConfig of ``roles.rollout`` / ``roles.eval`` for one model folder."""
-    from mede2_plugin.client.config import load_backend_config
-
     data = copy.deepcopy(template)
     if data.get("model"):
         raise ConfigError(f"roles.{role}: leave out 'model'; the pipeline fills in the model it trains")
@@ -337,7 +284,7 @@ def resolve_input(path: str, config_dir: Path | None) -> str:
             return str((base / candidate).resolve())
     first = candidate.parts[0] if candidate.parts else ""
     if first in ("recipes", "examples", "templates"):
-        from mede2_plugin.resources import resource_dir
+        from mede2_plugin.core.resources import resource_dir
 
         try:
             shipped = resource_dir(first).joinpath(*candidate.parts[1:])
@@ -362,9 +309,8 @@ def resolve_paths(config: PipelineConfig, config_dir: Path | None) -> PipelineCo
     """Make the input paths of ``config`` absolute (in place) and return it."""
     for bank in config.banks:
         bank.path = resolve_input(bank.path, config_dir)
-        for key, value in list(bank.options.items()):
-            if isinstance(value, str) and key.endswith(PATH_OPTION_SUFFIXES):
-                bank.options[key] = resolve_input(value, config_dir)
+        for key, value in bank.path_options().items():
+            bank.options[key] = resolve_input(value, config_dir)
     for bench in config.benchmarks:
         bench.path = resolve_input(bench.path, config_dir)
     if _looks_local(config.models.base, config_dir):
@@ -375,6 +321,8 @@ def resolve_paths(config: PipelineConfig, config_dir: Path | None) -> PipelineCo
             stage.merge_recipe = resolve_input(stage.merge_recipe, config_dir)
     if config.simulated is not None and config.simulated.script:
         config.simulated.script = resolve_input(config.simulated.script, config_dir)
+    for section in (config, config.curate, config.distill):
+        section.prompts = {name: resolve_input(path, config_dir) for name, path in section.prompts.items()}
     return config
 
 
@@ -386,7 +334,7 @@ def check_config(config: PipelineConfig) -> None:
         raise ConfigError("models.base: give the base model (a folder or hub id), or models.build_tiny: true")
     simulated = config.simulated_roles()
     if simulated and (config.simulated is None or not config.simulated.script):
-        raise ConfigError(f"roles {simulated} use base_url: {SIMULATED}, which needs simulated.script")
+        raise ConfigError(f"roles {simulated} use base_url: {SIMULATED_WORD}, which needs simulated.script")
     for name in ("rollout", "eval"):
         model_backend(getattr(config.roles, name), "placeholder", name)
     for bench in config.benchmarks:
@@ -394,19 +342,34 @@ def check_config(config: PipelineConfig) -> None:
             raise ConfigError(f"benchmarks: every entry needs a name and a path, got {bench}")
 
 
-def _teacher_backends(teachers: Any) -> dict[str, BackendConfig]:
-    """``roles.teachers`` as name -> BackendConfig (the generic loader leaves mappings as dicts)."""
-    from mede2_plugin.client.config import load_backend_config
-
-    if not isinstance(teachers, dict):
-        raise ConfigError(f"roles.teachers: expected a mapping of teacher name -> backend, got {type(teachers).__name__}")
-    built = {}
-    for name, backend in teachers.items():
-        try:
-            built[str(name)] = backend if isinstance(backend, BackendConfig) else load_backend_config(backend or {})
-        except ValueError as err:
-            raise ConfigError(f"roles.teachers.{name}: {err}") from None
-    return built
+def _prepare(data: dict[str, Any]) -> None:
+    """Before the sections are built: ``base_url: simulated`` becomes :data:`SIMULATED`, and the
+    roles' backends go into the sections of the stages that call them (so every section checks
+    out as its stage's config)."""
+    roles = data.get("roles") or {}
+    backends = [roles.get(name) for name in ROLE_NAMES] + list(roles.get("strong_solvers") or [])
+    teachers = roles.get("teachers") if isinstance(roles.get("teachers"), dict) else {}
+    for backend in backends + list(teachers.values()):
+        if isinstance(backend, dict) and backend.get("base_url") == SIMULATED_WORD:
+            backend["base_url"] = SIMULATED
+    curate, distill = data.get("curate"), data.get("distill")
+    if not isinstance(curate, dict) or not isinstance(distill, dict):
+        return  # not a mapping: the build names the key
+    difficulty = curate.setdefault("difficulty", {})
+    if roles.get("baseline_solver") is not None:
+        difficulty["baseline"] = {**(difficulty.get("baseline") or {}), "backend": roles["baseline_solver"]}
+    if roles.get("strong_solvers"):
+        given = difficulty.get("strong") or [{"samples": 4, "temperature": 0.7}]
+        difficulty["strong"] = [{**copy.deepcopy(given[min(i, len(given) - 1)]), "backend": backend}
+                                for i, backend in enumerate(roles["strong_solvers"])]
+    for section, key, name, role in ((curate, "classify", "classifier", "classifier"),
+                                     (curate, "strip", "rewriter", "rewriter"), (distill, "filter", "judge", "trace_judge")):
+        if roles.get(role) is not None:
+            section.setdefault(key, {})[name] = roles[role]
+    if teachers:
+        given = {t.get("name"): t for t in distill.get("teachers") or [] if isinstance(t, dict)}
+        distill["teachers"] = [{**copy.deepcopy(given.get(name, {})), "name": name, "backend": backend}
+                               for name, backend in teachers.items()]
 
 
 def load_pipeline_config(source: str | Path | dict[str, Any] | None = None,
@@ -414,8 +377,7 @@ def load_pipeline_config(source: str | Path | dict[str, Any] | None = None,
                          config_dir: str | Path | None = None) -> PipelineConfig:
     """The pipeline settings: defaults, then ``source`` (YAML file or dict), then ``key.path=value``
     overrides; input paths made absolute (see the module docstring), then checked."""
-    config = load_config(PipelineConfig, source, overrides)
-    config.roles.teachers = _teacher_backends(config.roles.teachers)
+    config = load_config(PipelineConfig, source, overrides, prepare=_prepare)
     if config_dir is None and isinstance(source, (str, Path)):
         config_dir = Path(source).resolve().parent
     resolve_paths(config, Path(config_dir) if config_dir else None)

@@ -3,81 +3,29 @@
 It says what produced every output: for each stage its inputs and outputs with content hashes,
 the prompt template hashes, the models and sampling settings of the roles it called, counts,
 tokens, cost and wall time; plus the resolved settings, package versions and every invocation
-of ``mede2 run`` on this folder. Secrets never reach it: :class:`Redactor` replaces the values of
-secret-looking environment variables, secret-looking keys (``api_key``, ``token``, ``password``,
-``authorization``, ...), credentials inside URLs and strings shaped like provider keys with
-``***`` before anything is written. ``api_key_env`` keeps the variable's *name*, never its value.
+of ``mede2 run`` on this folder. Secrets never reach it: everything goes through the package's
+one redactor (:class:`mede2_plugin.core.redact.Redactor`) before it is written.
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import re
 import sys
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from mede2_plugin.pipeline.state import write_json_atomic
+from mede2_plugin.core.files import atomic_write_json
+from mede2_plugin.core.redact import Redactor
+from mede2_plugin.pipeline.state import plain_json
 
 FORMAT = "mede2-run-manifest/1"
-REDACTED = "***"
 PACKAGES = ("mede2-plugin", "llamafactory", "transformers", "torch", "peft", "trl", "accelerate", "datasets",
             "deepspeed", "vllm", "openai", "google-genai", "jinja2", "pillow")
 RECORDED_ENV = ("FORCE_TORCHRUN", "NPROC_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT",
                 "CUDA_VISIBLE_DEVICES", "DS_ACCELERATOR", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-SECRET_ENV_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH)", re.IGNORECASE)
-SECRET_FIELD = re.compile(
-    r"^(?:.*[_-])?(?:api[_-]?key|apikey|key|token|access[_-]?token|secret|client[_-]?secret|password|passwd|"
-    r"credentials?|authorization|auth|bearer|cookie)$", re.IGNORECASE)
-ENV_VAR_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-KEY_SHAPES = re.compile(
-    r"(sk-[A-Za-z0-9_\-]{12,}|AIza[0-9A-Za-z_\-]{20,}|hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|"
-    r"xox[abpr]-[A-Za-z0-9\-]{10,}|(?i:bearer)\s+[A-Za-z0-9._\-]{12,})")
-URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)[^/\s:@]+(?::[^/\s@]*)?@", re.IGNORECASE)
-URL_SECRET_PARAM = re.compile(r"(?P<name>[?&](?:api[_-]?key|key|token|access_token|sig|signature|secret)=)[^&#\s]+",
-                              re.IGNORECASE)
-MIN_SECRET_LENGTH = 6
-
-
-class Redactor:
-    """Replaces anything that looks like a secret with ``***`` in nested JSON-able data.
-
-    Args:
-        extra_env_names: names of further environment variables whose values are secrets (e.g.
-            every ``api_key_env`` of the configured backends).
-        environ: the environment to read the secret values from (default: ``os.environ``).
-    """
-
-    def __init__(self, extra_env_names: list[str] | tuple[str, ...] = (),
-                 environ: dict[str, str] | None = None) -> None:
-        environ = dict(os.environ if environ is None else environ)
-        names = {n for n in environ if SECRET_ENV_NAME.search(n)} | {n for n in extra_env_names if n}
-        values = {environ[n] for n in names if n in environ}
-        self.secrets = sorted((v for v in values if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True)
-
-    def text(self, value: str) -> str:
-        for secret in self.secrets:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        value = KEY_SHAPES.sub(REDACTED, value)
-        value = URL_USERINFO.sub(lambda m: m.group("scheme") + REDACTED + "@", value)
-        return URL_SECRET_PARAM.sub(lambda m: m.group("name") + REDACTED, value)
-
-    def __call__(self, data: Any, key: str | None = None) -> Any:
-        if isinstance(data, dict):
-            return {str(k): self(v, str(k)) for k, v in data.items()}
-        if isinstance(data, (list, tuple)):
-            return [self(v) for v in data]
-        if isinstance(data, str):
-            if key is not None and SECRET_FIELD.match(key) and data:
-                return REDACTED
-            if key == "api_key_env" and not ENV_VAR_NAME.match(data):
-                return REDACTED
-            return self.text(data)
-        return data
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
@@ -195,7 +143,7 @@ class Manifest:
         return usage_of(calls)
 
     def write(self) -> None:
-        write_json_atomic(self.path, self.redactor(self.data))
+        atomic_write_json(self.path, plain_json(self.redactor(self.data)))
 
 
 def _trim_call(call: dict[str, Any]) -> dict[str, Any]:

@@ -7,31 +7,25 @@ For each selected stage (``--from`` / ``--until``) the runner computes the stage
 the manifest (:mod:`mede2_plugin.pipeline.manifest`). A stage that leaves items pending (failed
 calls) stops the run with exit status 1 (``on_incomplete: continue`` goes on); a rerun retries
 them. Stages before ``--from`` are not run, but must have completed. A ``prepare`` step (the tiny
-base model of the demo) always comes first.
+base model of the demo) always comes first. One run at a time writes an output folder: a second
+``mede2 run`` on it is refused at once, naming the first, or waits for it with ``--wait``.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mede2_plugin.pipeline.config import PipelineConfig, iter_role_backends
-from mede2_plugin.pipeline.manifest import Manifest, Redactor
-from mede2_plugin.pipeline.stages import (
-    PREPARE,
-    STAGE_NAMES,
-    STAGES,
-    Context,
-    Layout,
-    Stage,
-    StageResult,
-    runtime_roles,
-)
+from mede2_plugin.core.locks import WriterLock
+from mede2_plugin.core.redact import Redactor
+from mede2_plugin.core.settings import to_plain
+from mede2_plugin.core.stage import StageResult
+from mede2_plugin.pipeline.config import SIMULATED, PipelineConfig
+from mede2_plugin.pipeline.manifest import Manifest
 from mede2_plugin.pipeline.state import (
     COMPLETE,
     FAILED,
@@ -41,24 +35,33 @@ from mede2_plugin.pipeline.state import (
     SKIP,
     ContentHasher,
     StageStore,
+    describe,
     fingerprint,
     json_hash,
 )
-from mede2_plugin.settings import to_plain
+from mede2_plugin.pipeline.steps import (
+    PREPARE,
+    STAGE_NAMES,
+    STEPS,
+    Context,
+    Layout,
+    PipelineStep,
+    apply_cpu_threads,
+)
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_ERROR = 0, 1, 2
 
 
-def select_stages(start: str | None, until: str | None) -> list[Stage]:
+def select_stages(start: str | None, until: str | None) -> list[PipelineStep]:
     """The stages from ``start`` to ``until`` (inclusive), in pipeline order."""
     for name in (start, until):
         if name is not None and name not in STAGE_NAMES:
             raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
     first = STAGE_NAMES.index(start) if start else 0
-    last = STAGE_NAMES.index(until) if until else len(STAGES) - 1
+    last = STAGE_NAMES.index(until) if until else len(STEPS) - 1
     if first > last:
         raise ValueError(f"--from {start} comes after --until {until}")
-    return STAGES[first:last + 1]
+    return STEPS[first:last + 1]
 
 
 def _relative(value: Any, out: str) -> Any:
@@ -74,13 +77,11 @@ def _relative(value: Any, out: str) -> Any:
 
 def describe_roles(config: PipelineConfig, simulated_url: str | None) -> list[str]:
     """One line per role saying plainly what plays it (simulated, local, or a provider)."""
-    from mede2_plugin.pipeline.config import SIMULATED
-
     lines = []
     if simulated_url:
         lines.append(f"  {'(simulated server)':<22} {simulated_url}: a local fake OpenAI-compatible server with "
                      f"scripted replies; no model is asked")
-    for name, backend in iter_role_backends(config.roles):
+    for name, backend in config.roles.api_roles():
         if backend.base_url == SIMULATED:
             where = f"SIMULATED ({backend.model})"
         else:
@@ -116,9 +117,10 @@ class Runner:
         self.echo = echo
         self.layout = Layout(config.out)
         self.layout.out.mkdir(parents=True, exist_ok=True)
+        self.lock = WriterLock(self.layout.state / "run", what=f"the run folder {self.layout.out}")
         self.hasher = ContentHasher(self.layout.state / "hashes.json")
         self.store = StageStore(self.layout.out, self.hasher)
-        key_names = [b.api_key_env for _, b in iter_role_backends(config.roles) if b.api_key_env]
+        key_names = [b.api_key_env for _, b in config.roles.api_roles() if b.api_key_env]
         self.manifest = Manifest(self.layout.manifest, Redactor(key_names))
         self.server = None
 
@@ -135,7 +137,7 @@ class Runner:
                                 {"from": start, "until": until, "force": sorted(forced)})
         status = "complete"
         try:
-            for stage in STAGES[:STAGES.index(selected[0])]:
+            for stage in STEPS[:STEPS.index(selected[0])]:
                 state = self.store.load(stage.name)
                 if state is None or state.get("status") != COMPLETE:
                     raise RuntimeError(f"stage {stage.name} has not completed in {self.layout.out}; "
@@ -146,11 +148,11 @@ class Runner:
             for line in describe_roles(self.config, self.server.base_url if self.server else None):
                 self.echo(line)
             code = self._stage(context, PREPARE, 0, len(selected), forced)
-            for stage in STAGES:
+            for stage in STEPS:
                 if code != EXIT_OK:
                     break
                 if stage not in selected:
-                    if STAGES.index(stage) < STAGES.index(selected[0]):
+                    if STEPS.index(stage) < STEPS.index(selected[0]):
                         self._check_done(context, stage)
                     continue
                 code = self._stage(context, stage, selected.index(stage) + 1, len(selected), forced)
@@ -167,17 +169,16 @@ class Runner:
             self.hasher.save()
             if self.server is not None:
                 self.server.stop()
+            self.lock.release()
 
     def _context(self) -> Context:
-        simulated_url = None
-        if self.config.simulated_roles():
-            simulated_url = self._start_simulated()
-        roles = runtime_roles(self.config, simulated_url, self.layout.cache / "api", sys.stderr.isatty())
-        return Context(self.config, self.layout, self.hasher, roles, self.echo, _quiet_llamafactory())
+        simulated_url = self._start_simulated() if self.config.simulated_roles() else None
+        if "local" in (self.config.roles.rollout.get("backend"), self.config.roles.eval.get("backend")):
+            apply_cpu_threads(self.config.cpu_threads)
+        return Context(self.config, self.layout, self.hasher, simulated_url, _quiet_llamafactory())
 
     def _start_simulated(self) -> str:
-        from mede2_plugin.curate.common import BankSource  # noqa: F401 - banks are BankSource
-        from mede2_plugin.pipeline.simulated import start_server
+        from mede2_plugin.demo.simulated import start_server
 
         questions = []
         for bank in self.config.banks:
@@ -188,13 +189,13 @@ class Runner:
         self.server = start_server(questions, simulated.script, log, simulated.latency, str(self.layout.out))
         return self.server.base_url
 
-    def _fingerprint(self, context: Context, stage: Stage) -> tuple[str, dict[str, Any]]:
-        described = stage.inputs(context).describe(self.hasher)
+    def _fingerprint(self, context: Context, stage: PipelineStep) -> tuple[str, dict[str, Any]]:
+        described = describe(stage.inputs(context), self.hasher)
         described = _relative(described, str(self.layout.out))
         described["settings_sha256"] = json_hash(described["settings"])
         return fingerprint(described), described
 
-    def _check_done(self, context: Context, stage: Stage) -> None:
+    def _check_done(self, context: Context, stage: PipelineStep) -> None:
         """Warn when a completed stage before ``--from`` is out of date (its inputs changed since)."""
         state = self.store.load(stage.name) or {}
         print_, _ = self._fingerprint(context, stage)
@@ -202,7 +203,7 @@ class Runner:
             self.echo(f"warning: stage {stage.name} is out of date (its inputs changed) but not selected; "
                       f"using its existing outputs")
 
-    def _stage(self, context: Context, stage: Stage, number: int, total: int, forced: set[str]) -> int:
+    def _stage(self, context: Context, stage: PipelineStep, number: int, total: int, forced: set[str]) -> int:
         label = f"[{number}/{total}] {stage.name}" if number else f"[-] {stage.name}"
         print_, described = self._fingerprint(context, stage)
         decision, previous = self.store.decide(stage.name, print_)
@@ -213,17 +214,18 @@ class Runner:
             self.manifest.stage_skipped(stage.name, "outputs complete and inputs unchanged")
             return EXIT_OK
         if decision == FRESH:
-            moved = self.store.supersede(stage.name, stage.owned(context))
+            moved = self.store.supersede(stage.name, stage.outputs(context))
             if moved is not None and previous is not None:
                 why = "forced" if stage.name in forced else "inputs changed"
                 self.echo(f"{label}: {why}; previous outputs moved to {moved}")
         verb = "resuming" if decision == RESUME else "running"
         self.echo(f"{label}: {verb} - {stage.title}")
         state = self.store.start(stage.name, print_, described)
+        context.resume = decision == RESUME
         self.manifest.stage_started(stage.name, decision, print_, described, _safe_models(stage, context))
         began = time.monotonic()
         try:
-            result = stage.run(context, decision)
+            result = stage.run(context, self.echo)
         except Exception as err:  # noqa: BLE001 - any failure is recorded, then reported
             wall = time.monotonic() - began
             self.store.finish(state, FAILED, [], {"error": str(err)})
@@ -264,7 +266,7 @@ def _quiet_llamafactory() -> dict[str, str]:
     return {"LLAMAFACTORY_VERBOSITY": original or "INFO"}
 
 
-def _safe_models(stage: Stage, context: Context) -> list[dict[str, Any]]:
+def _safe_models(stage: PipelineStep, context: Context) -> list[dict[str, Any]]:
     try:
         return stage.models(context)
     except Exception as err:  # noqa: BLE001 - informative only

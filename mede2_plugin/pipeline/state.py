@@ -1,7 +1,8 @@
 """Content hashes and per-stage state: what lets ``mede2 run`` skip a stage that is up to date.
 
 Every stage has a *fingerprint*: one hash over the content hashes of its input files, its
-settings (with the role backends it calls) and the hashes of the prompt templates it renders.
+settings (with the role backends it calls) and the hashes of the prompt templates it renders
+(a user's own prompt file, when it replaces one, by its content).
 When a stage starts, ``<output_dir>/state/<stage>.json`` records the fingerprint with status
 ``running``; when it ends, the status (``complete`` / ``incomplete``) and the content hashes of
 its outputs. On the next run a stage is
@@ -25,31 +26,26 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from mede2_plugin.core.files import atomic_write_json
+from mede2_plugin.core.stage import StageInputs
 
 SKIP, RESUME, FRESH = "skip", "resume", "fresh"
 RUNNING, COMPLETE, INCOMPLETE, FAILED = "running", "complete", "incomplete", "failed"
 IGNORED_NAMES = (".mede2-cache", "__pycache__")
 
 
+def plain_json(value: Any) -> Any:
+    """``value`` as JSON data (paths and other objects as their text)."""
+    return json.loads(json.dumps(value, ensure_ascii=False, default=str))
+
+
 def json_hash(value: Any) -> str:
     """sha256 of a JSON-able value in canonical form (sorted keys, no spaces)."""
     text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON via a temp file and a rename, so a kill never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False, default=str)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 class ContentHasher:
@@ -91,7 +87,7 @@ class ContentHasher:
         for root, dirs, files in os.walk(path):
             dirs[:] = sorted(d for d in dirs if d not in IGNORED_NAMES)
             for name in sorted(files):
-                if name.endswith((".tmp", ".torn")):
+                if name.endswith((".tmp", ".torn", ".lock")):
                     continue
                 full = Path(root) / name
                 entries.append([full.relative_to(path).as_posix(), self.file(full)])
@@ -102,36 +98,20 @@ class ContentHasher:
 
     def save(self) -> None:
         if self.cache_file is not None and self._dirty:
-            write_json_atomic(self.cache_file, self._cache)
+            atomic_write_json(self.cache_file, self._cache)
             self._dirty = False
 
 
-@dataclass
-class StageInputs:
-    """What a stage depends on.
+def describe(inputs: StageInputs, hasher: ContentHasher) -> dict[str, Any]:
+    """Hashes of everything a stage depends on, as recorded in its state and the manifest."""
+    from mede2_plugin.core.prompts import template_hashes
 
-    Attributes:
-        files: input files and folders (content-hashed).
-        settings: the stage's settings as plain data (role backends included).
-        templates: prompt templates it renders (``prompts/NAME.j2``), hashed by content.
-        values: anything else that decides its outputs (model ids that are not folders, the
-            package version, ...).
-    """
-
-    files: list[str] = field(default_factory=list)
-    settings: dict[str, Any] = field(default_factory=dict)
-    templates: list[str] = field(default_factory=list)
-    values: dict[str, Any] = field(default_factory=dict)
-
-    def describe(self, hasher: ContentHasher) -> dict[str, Any]:
-        """Hashes of everything, as recorded in the state and the manifest."""
-        from mede2_plugin.prompts import template_hash
-
-        return {"files": hasher.many(self.files),
-                "settings": self.settings,
-                "settings_sha256": json_hash(self.settings),
-                "templates": {name: template_hash(name) for name in sorted(set(self.templates))},
-                "values": self.values}
+    described = {"files": hasher.many(inputs.files), "settings": inputs.settings,
+                 "settings_sha256": json_hash(inputs.settings),
+                 "templates": template_hashes(inputs.templates, inputs.prompts), "values": dict(inputs.values)}
+    if inputs.prompts:
+        described["values"]["prompt_files"] = dict(sorted(inputs.prompts.items()))
+    return described
 
 
 def fingerprint(described: dict[str, Any]) -> str:
@@ -177,13 +157,13 @@ class StageStore:
     def start(self, stage: str, print_: str, inputs: dict[str, Any]) -> dict[str, Any]:
         state = {"stage": stage, "status": RUNNING, "fingerprint": print_, "inputs": inputs,
                  "started": time.time(), "outputs": {}}
-        write_json_atomic(self.path(stage), state)
+        atomic_write_json(self.path(stage), plain_json(state))
         return state
 
     def finish(self, state: dict[str, Any], status: str, outputs: list[str | Path],
                extra: dict[str, Any] | None = None) -> dict[str, Any]:
         state.update(status=status, ended=time.time(), outputs=self.hasher.many(outputs), **(extra or {}))
-        write_json_atomic(self.path(state["stage"]), state)
+        atomic_write_json(self.path(state["stage"]), plain_json(state))
         self.hasher.save()
         return state
 
@@ -228,10 +208,9 @@ __all__ = [
     "RUNNING",
     "SKIP",
     "ContentHasher",
-    "StageInputs",
     "StageStore",
+    "describe",
     "fingerprint",
     "json_hash",
     "state_summary",
-    "write_json_atomic",
 ]

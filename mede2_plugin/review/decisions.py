@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from mede2_plugin.questions import Question
+from mede2_plugin.core.questions import Question
 from mede2_plugin.review.store import LOGS, REVIEW_DIR, ReviewLog, content_sha, find_review_dir
 
 ACTIONS = ("accept", "edit", "reject")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mede2_plugin.jsonl import read_jsonl
+from mede2_plugin.core.jsonl import read_jsonl
 from mede2_plugin.review.run import RunFiles
 
 

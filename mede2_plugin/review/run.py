@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mede2_plugin.jsonl import read_jsonl
+from mede2_plugin.core.jsonl import read_jsonl
 from mede2_plugin.mmrp.criteria import ANSWER_CORRECTNESS, CRITERIA, NO, YES, classify
 from mede2_plugin.review.store import REVIEW_DIR, RUN_MANIFEST, run_root
 

@@ -4,9 +4,13 @@
 * :class:`FakeGeminiServer` - Gemini ``generateContent`` wire format as google-genai sends it to a
   custom ``HttpOptions(base_url=...)``.
 
-Both take ``reply`` (a callable or a constant string), ``latency`` and ``faults`` (see
-:class:`Fault`), run in a background thread as context managers, and log every call in
-``server.calls`` (``call_count``, ``answered_count``).
+Both take ``reply`` (a callable or a constant string), ``latency``, ``faults`` (see
+:class:`Fault`) and ``max_samples``, run in a background thread as context managers, and log every
+call in ``server.calls`` (``call_count``, ``answered_count``). Both also serve their provider's
+batch API (OpenAI Batch and Files APIs; Gemini batch mode with inline requests): batches finish
+``batch_delay`` seconds after creation, with per-item faults and expiry, recorded in
+``server.book`` (:mod:`mede2_plugin.testing.batches`); ``server.events`` logs those requests and
+``server.hold(kind)`` stops one at a chosen step, for kill tests.
 """
 
 from mede2_plugin.testing.fake_gemini import FakeGeminiServer

@@ -9,14 +9,35 @@ the request JSON (``contents``, ``systemInstruction``, ``generationConfig``, plu
 from the path) and returns the text, or ``(text, thought)``; a thought is sent as a
 ``thought: true`` part when the request asks for thoughts (``thinkingConfig.includeThoughts``).
 ``candidateCount`` gives that many candidates. Usage counts words. Faults: see :mod:`mede2_plugin.testing.server`.
+
+Batch mode (see :mod:`.batches` for timing, item faults and expiry), inline requests as
+google-genai's ``client.batches`` sends them: ``POST /{version}/models/{model}:batchGenerateContent``
+with ``{"batch": {"displayName", "inputConfig": {"requests": {"requests": [{"request", "metadata"}]}}}}``,
+``GET /{version}/batches[/{id}]``, ``POST /{version}/batches/{id}:cancel``, ``DELETE
+/{version}/batches/{id}``; each answered as the service does, an ``Operation`` whose ``metadata``
+holds the batch (``state`` ``BATCH_STATE_PENDING`` ... ``BATCH_STATE_SUCCEEDED``) and, once
+finished, ``output.inlinedResponses.inlinedResponses`` in request order (``{"response",
+"metadata"}`` or ``{"error": {"code", "message"}, "metadata"}``). An expired batch
+(``BATCH_STATE_EXPIRED``) has no output, as on the service. Hold kinds: ``create``, ``get``,
+``download`` (a look at a finished batch: the results), ``cancel``, ``list_batches``.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from mede2_plugin.client.config import BackendConfig
+from mede2_plugin.testing.batches import (
+    CANCELLED,
+    COMPLETED,
+    EXPIRED,
+    FAILED,
+    FakeBatch,
+)
 from mede2_plugin.testing.server import FakeServer, Fault, count_tokens
 
 __all__ = ["DEFAULT_API_VERSION", "FakeGeminiServer", "Fault", "prompt_text"]
@@ -24,6 +45,8 @@ __all__ = ["DEFAULT_API_VERSION", "FakeGeminiServer", "Fault", "prompt_text"]
 DEFAULT_API_VERSION: str = BackendConfig.gemini_api_version  # the dataclass default: what the backend asks for
 _STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
            503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+_BATCH_STATE = {COMPLETED: "BATCH_STATE_SUCCEEDED", EXPIRED: "BATCH_STATE_EXPIRED",
+                CANCELLED: "BATCH_STATE_CANCELLED", FAILED: "BATCH_STATE_FAILED"}
 
 
 def prompt_text(body: dict[str, Any]) -> str:
@@ -78,7 +101,7 @@ class FakeGeminiServer(FakeServer):
 
     def answer(self, body: dict[str, Any], call_index: int) -> dict[str, Any]:
         config = body.get("generationConfig") or {}
-        count = int(config.get("candidateCount") or 1)
+        count = min(int(config.get("candidateCount") or 1), self.max_samples or 1 << 30)
         thinking = config.get("thinkingConfig") or config.get("thinking_config") or {}
         include_thoughts = bool(thinking.get("includeThoughts") or thinking.get("include_thoughts"))
         candidates = []
@@ -104,3 +127,105 @@ class FakeGeminiServer(FakeServer):
 
     def error_body(self, status: int, message: str) -> dict[str, Any]:
         return {"error": {"code": status, "message": message, "status": _STATUS.get(status, "UNKNOWN")}}
+
+    # -- batch mode -----------------------------------------------------------------------
+    def route(self, method: str, path: str) -> Callable[[Any, bytes], None] | None:
+        path = path.split("?", 1)[0].rstrip("/")
+        version = re.escape(self.api_version)
+        for verb, pattern, target in (
+                ("POST", rf"/{version}/models/(?P<model>[^/:]+):batchGenerateContent", self._create_batch),
+                ("GET", rf"/{version}/batches", self._list_batches),
+                ("GET", rf"/{version}/batches/(?P<id>[^/:]+)", self._get_batch),
+                ("POST", rf"/{version}/batches/(?P<id>[^/:]+):cancel", self._cancel_batch),
+                ("DELETE", rf"/{version}/batches/(?P<id>[^/:]+)", self._delete_batch)):
+            match = re.fullmatch(pattern, path)
+            if verb == method and match:
+                return lambda handler, raw, target=target, match=match: target(handler, raw, **match.groupdict())
+        return None
+
+    def _json(self, status: int, data: Any) -> tuple[int, bytes, str]:
+        return status, json.dumps(data).encode("utf-8"), "application/json"
+
+    def _missing(self, object_id: str) -> tuple[int, bytes, str]:
+        return self._json(404, self.error_body(404, f"Batch batches/{object_id} not found."))
+
+    def _create_batch(self, handler: Any, raw: bytes, model: str) -> None:
+        batch_body = (json.loads(raw or b"{}").get("batch") or {})
+
+        def work() -> tuple[int, bytes, str]:
+            entries = (((batch_body.get("inputConfig") or {}).get("requests") or {}).get("requests")) or []
+            if not entries:
+                return self._json(400, self.error_body(400, "batch.inputConfig.requests is required"))
+            items = []
+            for index, entry in enumerate(entries):
+                key = str((entry.get("metadata") or {}).get("key", index))
+                items.append((key, {**entry.get("request", {}), "model": model, "_metadata": entry.get("metadata")}))
+            batch = self.book.create(items, {"displayName": batch_body.get("displayName"), "model": model},
+                                     prefix="")
+            return self._json(200, self._operation(batch))
+
+        self.serve(handler, "create", "", work)
+
+    def _list_batches(self, handler: Any, raw: bytes) -> None:
+        self.serve(handler, "list_batches", "", lambda: self._json(200, {
+            "operations": [self._operation(self.book.refresh(b)) for b in reversed(list(self.book.batches.values()))
+                           if not b.labels.get("deleted")]}))
+
+    def _get_batch(self, handler: Any, raw: bytes, id: str) -> None:  # noqa: A002
+        batch = self.book.batches.get(id)
+        batch = None if batch is None or batch.labels.get("deleted") else batch
+        if batch is not None:
+            self.book.refresh(batch)
+        kind = "download" if batch is not None and batch.done else "get"
+        self.serve(handler, kind, id, lambda: self._json(200, self._operation(batch)) if batch else self._missing(id))
+
+    def _cancel_batch(self, handler: Any, raw: bytes, id: str) -> None:  # noqa: A002
+        batch = self.book.batches.get(id)
+        self.serve(handler, "cancel", id, lambda: (self.book.cancel(batch), self._json(200, {}))[1] if batch
+                   else self._missing(id))
+
+    def _delete_batch(self, handler: Any, raw: bytes, id: str) -> None:  # noqa: A002
+        batch = self.book.batches.get(id)
+
+        def work() -> tuple[int, bytes, str]:
+            if batch is None or batch.labels.get("deleted"):
+                return self._missing(id)
+            batch.labels["deleted"] = True  # kept in the book: tests count every batch ever created
+            return self._json(200, {})
+
+        self.serve(handler, "delete", id, work)
+
+    @staticmethod
+    def _time(seconds: int | None) -> str | None:
+        return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _operation(self, batch: FakeBatch) -> dict[str, Any]:
+        total, completed, failed = batch.counts()
+        metadata: dict[str, Any] = {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+            "name": f"batches/{batch.id}", "model": f"models/{batch.labels.get('model')}",
+            "displayName": batch.labels.get("displayName"), "createTime": self._time(batch.created_at),
+            "updateTime": self._time(batch.finished_at or batch.created_at),
+            "state": _BATCH_STATE.get(batch.state, "BATCH_STATE_RUNNING"),
+            "batchStats": {"requestCount": str(total), "successfulRequestCount": str(completed),
+                           "failedRequestCount": str(failed), "pendingRequestCount": str(0 if batch.done else total)}}
+        operation: dict[str, Any] = {"name": f"batches/{batch.id}", "metadata": metadata}
+        if batch.done:
+            metadata["endTime"] = self._time(batch.finished_at)
+            operation["done"] = True
+        if batch.state in (COMPLETED, CANCELLED):
+            responses = []
+            for (key, body), result in zip(batch.items, batch.results or []):
+                if result.expired:
+                    continue
+                entry: dict[str, Any] = {"metadata": body.get("_metadata")} if body.get("_metadata") else {}
+                if result.status == 200:
+                    entry["response"] = result.response
+                else:
+                    entry["error"] = (result.error or {}).get("error", {"code": result.status})
+                responses.append(entry)
+            output = {"inlinedResponses": {"inlinedResponses": responses}}
+            metadata["output"] = output
+            operation["response"] = {"@type": "type.googleapis.com/google.ai.generativelanguage.v1main."
+                                              "GenerateContentBatchOutput", **output}
+        return operation

@@ -11,15 +11,38 @@
 choice as a provider returns it (``{"message": {"role": "assistant", "content": None,
 "reasoning": "..."}, "finish_reason": "length"}``), sent as it is; it is called once per choice
 (``n``). Usage counts words. Faults: see :mod:`mede2_plugin.testing.server`.
+
+Batch API (see :mod:`.batches` for timing, item faults and expiry): ``POST /v1/files`` (multipart
+upload), ``GET /v1/files[/{id}[/content]]``, ``DELETE /v1/files/{id}``, ``POST /v1/batches``,
+``GET /v1/batches[/{id}]``, ``POST /v1/batches/{id}/cancel``. The input file's lines are
+``{"custom_id", "method": "POST", "url": "/v1/chat/completions", "body"}``; a finished batch has an
+output file of ``{"id", "custom_id", "response": {"status_code": 200, "request_id", "body"},
+"error": null}`` lines and an error file with the failed items (``status_code`` 4xx/5xx) and the
+expired or cancelled ones (``"response": null, "error": {"code": "batch_expired" | "batch_cancelled"}``),
+as OpenAI writes them. A file with a repeated ``custom_id`` fails validation. Hold kinds:
+``upload``, ``create``, ``get``, ``download``, ``cancel``, ``list_files``, ``list_batches``.
 """
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
+import json
+import re
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
+from mede2_plugin.testing.batches import (
+    CANCELLED,
+    COMPLETED,
+    EXPIRED,
+    FAILED,
+    FakeBatch,
+    FakeFile,
+)
 from mede2_plugin.testing.server import FakeServer, Fault, count_tokens
 
 __all__ = ["FakeOpenAIServer", "Fault", "prompt_text"]
@@ -65,7 +88,7 @@ class FakeOpenAIServer(FakeServer):
         super()._handle_get(handler)
 
     def answer(self, body: dict[str, Any], call_index: int) -> dict[str, Any]:
-        n = int(body.get("n") or 1)
+        n = min(int(body.get("n") or 1), self.max_samples or 1 << 30)
         choices = []
         completion_tokens = 0
         for index in range(n):
@@ -93,6 +116,150 @@ class FakeOpenAIServer(FakeServer):
     def error_body(self, status: int, message: str) -> dict[str, Any]:
         kinds = {429: "rate_limit_error", 400: "invalid_request_error", 404: "not_found_error"}
         return {"error": {"message": message, "type": kinds.get(status, "server_error"), "code": status}}
+
+    # -- Batch and Files APIs -------------------------------------------------------------
+    def route(self, method: str, path: str) -> Callable[[Any, bytes], None] | None:
+        path = path.split("?", 1)[0].rstrip("/")
+        for verb, pattern, target in (
+                ("POST", r"/v1/files", self._upload), ("GET", r"/v1/files", self._list_files),
+                ("GET", r"/v1/files/(?P<id>[^/]+)", self._get_file),
+                ("GET", r"/v1/files/(?P<id>[^/]+)/content", self._download),
+                ("DELETE", r"/v1/files/(?P<id>[^/]+)", self._delete_file),
+                ("POST", r"/v1/batches", self._create_batch), ("GET", r"/v1/batches", self._list_batches),
+                ("GET", r"/v1/batches/(?P<id>[^/]+)", self._get_batch),
+                ("POST", r"/v1/batches/(?P<id>[^/]+)/cancel", self._cancel_batch)):
+            match = re.fullmatch(pattern, path)
+            if verb == method and match:
+                return lambda handler, raw, target=target, match=match: target(handler, raw, **match.groupdict())
+        return None
+
+    def _json(self, status: int, data: Any) -> tuple[int, bytes, str]:
+        return status, json.dumps(data).encode("utf-8"), "application/json"
+
+    def _missing(self, what: str, object_id: str) -> tuple[int, bytes, str]:
+        return self._json(404, self.error_body(404, f"No such {what}: {object_id}"))
+
+    @staticmethod
+    def _file_json(record: FakeFile) -> dict[str, Any]:
+        return {"id": record.id, "object": "file", "bytes": len(record.data), "created_at": record.created_at,
+                "filename": record.filename, "purpose": record.purpose, "status": "processed"}
+
+    def _upload(self, handler: Any, raw: bytes) -> None:
+        header = f"Content-Type: {handler.headers.get('Content-Type')}\r\n\r\n".encode("latin-1")
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(header + raw)
+        fields: dict[str, Any] = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            fields[name] = (part.get_filename(), part.get_payload(decode=True))
+
+        def work() -> tuple[int, bytes, str]:
+            filename, data = fields.get("file", (None, None))
+            purpose = (fields.get("purpose", (None, b""))[1] or b"").decode()
+            if data is None or not purpose:
+                return self._json(400, self.error_body(400, "'file' and 'purpose' are required"))
+            return self._json(200, self._file_json(self.book.add_file(filename or "upload", purpose, data)))
+
+        self.serve(handler, "upload", fields.get("file", ("",))[0] or "", work)
+
+    def _list_files(self, handler: Any, raw: bytes) -> None:
+        self.serve(handler, "list_files", "", lambda: self._json(200, {
+            "object": "list", "data": [self._file_json(f) for f in reversed(list(self.book.files.values()))],
+            "has_more": False}))
+
+    def _get_file(self, handler: Any, raw: bytes, id: str) -> None:  # noqa: A002
+        record = self.book.files.get(id)
+        self.serve(handler, "get_file", id, lambda: self._json(200, self._file_json(record)) if record
+                   else self._missing("file", id))
+
+    def _download(self, handler: Any, raw: bytes, id: str) -> None:  # noqa: A002
+        record = self.book.files.get(id)
+        self.serve(handler, "download", id, lambda: (200, record.data, "application/octet-stream") if record
+                   else self._missing("file", id))
+
+    def _delete_file(self, handler: Any, raw: bytes, id: str) -> None:  # noqa: A002
+        def work() -> tuple[int, bytes, str]:
+            if self.book.files.pop(id, None) is None:
+                return self._missing("file", id)
+            return self._json(200, {"id": id, "object": "file", "deleted": True})
+
+        self.serve(handler, "delete_file", id, work)
+
+    def _create_batch(self, handler: Any, raw: bytes) -> None:
+        body = json.loads(raw or b"{}")
+
+        def work() -> tuple[int, bytes, str]:
+            record = self.book.files.get(body.get("input_file_id", ""))
+            if record is None:
+                return self._missing("file", body.get("input_file_id"))
+            lines = [json.loads(line) for line in record.data.decode("utf-8").splitlines() if line.strip()]
+            items = [(line["custom_id"], line["body"]) for line in lines]
+            batch = self.book.create(items, {"metadata": body.get("metadata") or {},
+                                             "endpoint": body.get("endpoint"), "input_file_id": record.id,
+                                             "completion_window": body.get("completion_window")})
+            keys = [key for key, _ in items]
+            if len(set(keys)) != len(keys):
+                self.book.fail(batch, "The input file contains a duplicate custom_id.")
+            return self._json(200, self._batch_json(batch))
+
+        self.serve(handler, "create", "", work)
+
+    def _list_batches(self, handler: Any, raw: bytes) -> None:
+        self.serve(handler, "list_batches", "", lambda: self._json(200, {
+            "object": "list", "data": [self._batch_json(self.book.refresh(b))
+                                       for b in reversed(list(self.book.batches.values()))],
+            "has_more": False}))
+
+    def _get_batch(self, handler: Any, raw: bytes, id: str) -> None:  # noqa: A002
+        batch = self.book.batches.get(id)
+        self.serve(handler, "get", id, lambda: self._json(200, self._batch_json(self.book.refresh(batch)))
+                   if batch else self._missing("batch", id))
+
+    def _cancel_batch(self, handler: Any, raw: bytes, id: str) -> None:  # noqa: A002
+        batch = self.book.batches.get(id)
+        self.serve(handler, "cancel", id, lambda: self._json(200, self._batch_json(self.book.cancel(batch)))
+                   if batch else self._missing("batch", id))
+
+    def _batch_json(self, batch: FakeBatch) -> dict[str, Any]:
+        status = {COMPLETED: "completed", EXPIRED: "expired", CANCELLED: "cancelled",
+                  FAILED: "failed"}.get(batch.state, "in_progress")
+        with self.book.lock:
+            if batch.done and batch.state != FAILED and not batch.files:
+                self._write_results(batch)
+        total, completed, failed = batch.counts()
+        end = {"completed": "completed_at", "expired": "expired_at", "cancelled": "cancelled_at",
+               "failed": "failed_at"}.get(status)
+        data: dict[str, Any] = {
+            "id": batch.id, "object": "batch", "endpoint": batch.labels.get("endpoint"), "model": None,
+            "input_file_id": batch.labels.get("input_file_id"),
+            "completion_window": batch.labels.get("completion_window") or "24h", "status": status,
+            "output_file_id": batch.files.get("output"), "error_file_id": batch.files.get("error"),
+            "created_at": batch.created_at, "in_progress_at": batch.created_at,
+            "expires_at": batch.created_at + 86400, "metadata": batch.labels.get("metadata") or None,
+            "request_counts": {"total": total, "completed": completed, "failed": failed}, "errors": None}
+        if end:
+            data[end] = batch.finished_at
+        if batch.state == FAILED:
+            data["errors"] = {"object": "list", "data": [{"code": "invalid_input", "line": None, "param": None,
+                                                          "message": batch.labels.get("failure")}]}
+        return data
+
+    def _write_results(self, batch: FakeBatch) -> None:
+        output, errors = [], []
+        for index, result in enumerate(batch.results or []):
+            line: dict[str, Any] = {"id": f"batch_req_{batch.id[-8:]}{index}", "custom_id": result.key}
+            if result.expired:
+                code = "batch_cancelled" if batch.state == CANCELLED else "batch_expired"
+                errors.append({**line, "response": None, "error": {
+                    "code": code, "message": "This request could not be executed before the batch ended."}})
+                continue
+            body = result.response if result.status == 200 else result.error
+            line.update(response={"status_code": result.status, "request_id": uuid.uuid4().hex, "body": body},
+                        error=None)
+            (output if result.status == 200 else errors).append(line)
+        for kind, lines in (("output", output), ("error", errors)):
+            if lines:
+                data = "".join(json.dumps(line) + "\n" for line in lines).encode("utf-8")
+                batch.files[kind] = self.book.add_file(f"{batch.id}_{kind}.jsonl", "batch_output", data).id
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,6 +11,17 @@ Faults (:class:`Fault`), chosen per call by ``faults``:
   ``"truncated"``, ``"malformed"``.
 * a callable ``faults(call_index, request) -> Fault | str | None`` for anything else (a fault for
   one prompt only, every third call, ...).
+
+``max_samples`` caps the samples (choices, candidates) of one answer, as servers that cap or
+ignore ``n`` do. Provider batch endpoints (``batch_delay``, ``batch_faults``, ``batch_expires``)
+are described in :mod:`.batches`.
+
+Holds, for tests that kill a client at a chosen moment: ``server.hold("create")`` makes the next
+request of that kind (each server names its kinds: ``upload``, ``create``, ``get``, ``download``,
+...) wait; ``when="after"`` lets the server do what was asked first (the batch exists, the file is
+stored) and holds only the answer, ``when="before"`` holds the request before anything is done.
+``server.held`` is set while a request is held; ``server.release()`` lets it go (a request held
+"before" is then dropped undone, as if it had never arrived).
 """
 
 from __future__ import annotations
@@ -23,6 +34,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from mede2_plugin.testing.batches import BatchBook
 
 ReplyResult = str | tuple[str, str | None]
 ReplyFn = Callable[..., ReplyResult]
@@ -108,15 +121,22 @@ class FakeServer:
         latency: seconds every answer waits before it is sent (the benchmark's fixed latency).
         faults: a per-call list or a callable choosing faults (see the module docstring).
         port: 0 picks a free port.
+        max_samples: most samples in one answer (None: as many as asked).
+        batch_delay: seconds until a provider batch is answered (see :mod:`.batches`).
+        batch_faults: ``batch_faults(item_key, body)``: a status fault failing that batch item.
+        batch_expires: ``batch_expires(batch_number, item_key)``: true leaves that item unanswered.
     """
 
     def __init__(self, reply: ReplyFn | str = "OK", latency: float = 0.0,
                  faults: Sequence[Fault | str | None] | Callable[[int, dict[str, Any]], Any] | None = None,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, max_samples: int | None = None,
+                 batch_delay: float = 0.0, batch_faults: Callable[[str, dict[str, Any]], Any] | None = None,
+                 batch_expires: Callable[[int, str], bool] | None = None) -> None:
         self.reply = reply
         self.latency = latency
         self.faults = faults
         self.host = host
+        self.max_samples = max_samples
         self._port = port
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -124,6 +144,13 @@ class FakeServer:
         self._fault_offset = 0
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        item_fault = None if batch_faults is None else (lambda key, body: Fault.parse(batch_faults(key, body)))
+        self.book = BatchBook(self.answer, self.error_body, delay=batch_delay, faults=item_fault,
+                              expires=batch_expires)
+        self.events: list[tuple[str, str]] = []  # (kind, object id) of every batch/file request
+        self._holds: dict[str, str] = {}
+        self.held = threading.Event()
+        self._released = threading.Event()
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> "FakeServer":
@@ -137,10 +164,13 @@ class FakeServer:
                 pass
 
             def do_POST(self) -> None:  # noqa: N802
-                server._handle(self)
+                server._dispatch("POST", self)
 
             def do_GET(self) -> None:  # noqa: N802
-                server._handle_get(self)
+                server._dispatch("GET", self)
+
+            def do_DELETE(self) -> None:  # noqa: N802
+                server._dispatch("DELETE", self)
 
         class Httpd(ThreadingHTTPServer):
             daemon_threads = True
@@ -154,6 +184,7 @@ class FakeServer:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._released.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -197,7 +228,61 @@ class FakeServer:
             self.faults = faults
             self._fault_offset = len(self.calls)
 
+    # -- holds ----------------------------------------------------------------------------
+    def hold(self, kind: str, when: str = "after") -> None:
+        """Hold the next request of ``kind`` (see the module docstring)."""
+        if when not in ("before", "after"):
+            raise ValueError(f"when must be 'before' or 'after', got {when!r}")
+        self._released.clear()
+        self.held.clear()
+        self._holds[kind] = when
+
+    def release(self) -> None:
+        """Let a held request go."""
+        self._released.set()
+
+    def serve(self, handler: BaseHTTPRequestHandler, kind: str, object_id: str,
+              work: Callable[[], tuple[int, bytes, str]]) -> None:
+        """Answer one batch/file request: log it, honour a hold of ``kind``, then run ``work()``
+        (returning status, body, content type) and send what it returns."""
+        with self._lock:
+            self.events.append((kind, object_id))
+            when = self._holds.pop(kind, None)
+        if when == "before":
+            self.held.set()
+            self._released.wait()
+            handler.close_connection = True
+            return
+        status, payload, content_type = work()
+        if when == "after":
+            self.held.set()
+            self._released.wait()
+        try:
+            self._send_raw(handler, status, payload, content_type=content_type)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def route(self, method: str, path: str) -> Callable[[BaseHTTPRequestHandler, bytes], None] | None:
+        """The handler of a batch/file endpoint (subclasses), or None for the chat endpoint."""
+        return None
+
+    def event_count(self, kind: str) -> int:
+        with self._lock:
+            return sum(1 for k, _ in self.events if k == kind)
+
     # -- request handling -----------------------------------------------------------------
+    def _dispatch(self, method: str, handler: BaseHTTPRequestHandler) -> None:
+        target = self.route(method, handler.path)
+        if target is not None:
+            length = int(handler.headers.get("Content-Length") or 0)
+            target(handler, handler.rfile.read(length) if length else b"")
+        elif method == "POST":
+            self._handle(handler)
+        elif method == "GET":
+            self._handle_get(handler)
+        else:
+            self._send_json(handler, 404, self.error_body(404, f"no route {method} {handler.path}"))
+
     def _choose_fault(self, index: int, body: dict[str, Any]) -> Fault | None:
         faults = self.faults
         if faults is None:
@@ -273,9 +358,9 @@ class FakeServer:
 
     @staticmethod
     def _send_raw(handler: BaseHTTPRequestHandler, status: int, payload: bytes,
-                  headers: dict[str, str] | None = None) -> None:
+                  headers: dict[str, str] | None = None, content_type: str = "application/json") -> None:
         handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Type", content_type)
         handler.send_header("Content-Length", str(len(payload)))
         for key, value in (headers or {}).items():
             handler.send_header(key, value)

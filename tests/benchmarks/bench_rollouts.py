@@ -18,11 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from mede2_plugin.chat_format import openai_messages
 from mede2_plugin.client import BackendConfig, ChatRequest
 from mede2_plugin.client.backends.base import create_backend
+from mede2_plugin.core.chat_format import openai_messages
+from mede2_plugin.core.questions import Question
 from mede2_plugin.engines.vllm_env import find_vllm_python
-from mede2_plugin.questions import Question
 
 
 def make_requests(folder: Path, prompts: int, samples: int, max_tokens: int) -> list[ChatRequest]:

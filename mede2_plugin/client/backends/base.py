@@ -26,11 +26,13 @@ What a backend must provide (subclass :class:`BaseBackend`, which fills in the d
   event loop should be made lazily per running loop, since each ``run_batch`` runs its own loop.
 
 Samples: return ``request.n`` samples per request (an engine's native ``n`` or repeated
-sampling). ``Sample.reasoning`` is the separate reasoning text when the server returns one
-(OpenAI-compatible ``reasoning_content``, Gemini thought parts), else None.
+sampling). A server that returns fewer than asked is asked for the rest through
+:func:`collect_samples` (at most ``config.max_sample_calls`` calls); what came back is then
+returned with a ``warning``. ``Sample.reasoning`` is the separate reasoning text when the server
+returns one (OpenAI-compatible ``reasoning_content``, Gemini thought parts), else None.
 
 Images: request messages carry OpenAI ``image_url`` parts whose URL is a data URL, an http(s)
-URL, a ``file://`` URI or a plain local path. Use :mod:`mede2_plugin.client.images`
+URL, a ``file://`` URI or a plain local path. Use :mod:`mede2_plugin.core.media`
 (``load_image``, ``to_data_url``, ``to_pil``, ``split_messages``) to turn them into the
 backend's own form.
 
@@ -42,7 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -77,15 +79,58 @@ class Sample:
 
 @dataclass
 class Completion:
-    """All samples of one request and the tokens it used (summed over samples)."""
+    """All samples of one request and the tokens it used (summed over samples and calls).
+
+    ``warning`` says why there are fewer samples than the request asked for (None otherwise).
+    """
 
     samples: list[Sample] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    warning: str | None = None
 
 
 class BackendError(RuntimeError):
     """A call that failed for a reason worth one clear line in the item's ``error`` field."""
+
+
+class MissingAPIKey(BackendError, ValueError):
+    """The environment variable holding the API key is not set: nothing can be sent."""
+
+
+async def collect_samples(n: int, max_calls: int, call: Callable[[int], Awaitable[Completion]]) -> Completion:
+    """``n`` samples from ``call(missing)``, which asks the server for ``missing`` samples once.
+
+    A server may return fewer than asked (it caps ``n``, or ignores it): the rest are asked for
+    again, ``max_calls`` calls in all at most. Collecting also ends when a further call fails
+    (after the SDK's retries) or returns nothing; the samples already paid for are kept and the
+    completion's ``warning`` says how many are missing and why. A first call that fails raises.
+    """
+    total = Completion()
+    calls = 0
+    reason = None
+    while len(total.samples) < n:
+        if calls >= max_calls:
+            reason = f"the server returned fewer than asked and {calls} calls did not give the rest"
+            break
+        missing = n - len(total.samples)
+        try:
+            part = await call(missing)
+        except Exception as err:  # noqa: BLE001 - a failed top-up keeps what was paid for
+            if calls == 0:
+                raise
+            reason = f"a further call failed ({type(err).__name__}: {err})"
+            break
+        calls += 1
+        total.samples.extend(part.samples[:missing])
+        total.prompt_tokens += part.prompt_tokens
+        total.completion_tokens += part.completion_tokens
+        if not part.samples:
+            reason = f"call {calls} returned no sample"
+            break
+    if reason is not None:
+        total.warning = f"{len(total.samples)} of {n} samples: {reason}"
+    return total
 
 
 @runtime_checkable

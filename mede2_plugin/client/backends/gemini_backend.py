@@ -4,7 +4,7 @@ Messages map to Gemini contents (system -> ``system_instruction``, assistant -> 
 images -> inline bytes). ``response_schema`` asks for ``application/json`` with the schema as
 ``response_json_schema``. ``thinking_budget`` sets ``ThinkingConfig`` and asks for thoughts, which
 come back as the samples' ``reasoning``. ``n`` is ``candidate_count``; missing candidates are asked
-for again.
+for again, a bounded number of times (:func:`~.base.collect_samples`).
 
 API version: the client is built with ``HttpOptions(api_version=config.gemini_api_version)``
 (``v1beta`` unless set), never with the SDK's default, which moved from ``v1beta`` to ``v1`` in
@@ -35,10 +35,16 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from mede2_plugin.client.backends.base import BackendError, BaseBackend, Completion, Sample
+from mede2_plugin.client.backends.base import (
+    BackendError,
+    BaseBackend,
+    Completion,
+    Sample,
+    collect_samples,
+)
 from mede2_plugin.client.backends.openai_backend import api_key_from_env
 from mede2_plugin.client.config import BackendConfig, ChatRequest
-from mede2_plugin.client.images import image_url, load_image
+from mede2_plugin.core.media import image_url, load_image
 
 RETRYABLE_STATUS = (408, 429, 500, 502, 503, 504)
 
@@ -141,6 +147,22 @@ def to_contents(messages: list[dict[str, Any]]) -> tuple[str | None, list[types.
     return ("\n\n".join(system) if system else None), contents
 
 
+def completion_from_response(response: types.GenerateContentResponse) -> Completion:
+    """Samples (thought parts as reasoning) and usage (thoughts counted as output) of a response."""
+    samples = []
+    for candidate in response.candidates or []:
+        parts = (candidate.content.parts if candidate.content else None) or []
+        text = "".join(p.text or "" for p in parts if not p.thought)
+        thoughts = "".join(p.text or "" for p in parts if p.thought)
+        reason = candidate.finish_reason
+        finish = str(reason.value if hasattr(reason, "value") else reason).lower() if reason else None
+        samples.append(Sample(text=text, reasoning=thoughts or None, finish_reason=finish))
+    usage = response.usage_metadata
+    return Completion(samples=samples, prompt_tokens=(usage.prompt_token_count or 0) if usage else 0,
+                      completion_tokens=((usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0))
+                      if usage else 0)
+
+
 class GeminiBackend(BaseBackend):
     name = "gemini"
     batched = False
@@ -186,41 +208,30 @@ class GeminiBackend(BaseBackend):
         fields.update(request.extra)
         return types.GenerateContentConfig(**{k: v for k, v in fields.items() if v is not None})
 
+    def retrying(self) -> tenacity.AsyncRetrying:
+        """The retry policy of every idempotent call (see the module docstring)."""
+        return tenacity.AsyncRetrying(stop=tenacity.stop_after_attempt(self.config.max_retries + 1),
+                                      retry=tenacity.retry_if_exception(is_retryable),
+                                      wait=_WaitRetryAfter(self.config.retry_initial_s, self.config.retry_max_s),
+                                      reraise=True)
+
     async def _call(self, request: ChatRequest, system: str | None, contents: list[types.Content],
                     count: int) -> Any:
-        retrying = tenacity.AsyncRetrying(stop=tenacity.stop_after_attempt(self.config.max_retries + 1),
-                                          retry=tenacity.retry_if_exception(is_retryable),
-                                          wait=_WaitRetryAfter(self.config.retry_initial_s, self.config.retry_max_s),
-                                          reraise=True)
         config = self.generation_config(request, system, count)
-        return await retrying(self.client.aio.models.generate_content, model=self.config.model,
-                              contents=contents, config=config)
+        return await self.retrying()(self.client.aio.models.generate_content, model=self.config.model,
+                                     contents=contents, config=config)
 
     async def agenerate(self, request: ChatRequest) -> Completion:
         system, contents = await asyncio.to_thread(to_contents, request.messages)
-        completion = Completion()
-        for _ in range(request.n):
-            missing = request.n - len(completion.samples)
-            if missing <= 0:
-                break
+
+        async def call(missing: int) -> Completion:
             response = await self._call(request, system, contents, missing)
-            candidates = response.candidates or []
-            if not candidates:
+            if not response.candidates:
                 feedback = getattr(response, "prompt_feedback", None)
                 raise BackendError(f"Gemini returned no candidates (prompt feedback: {feedback})")
-            for candidate in candidates[:missing]:
-                parts = (candidate.content.parts if candidate.content else None) or []
-                text = "".join(p.text or "" for p in parts if not p.thought)
-                thoughts = "".join(p.text or "" for p in parts if p.thought)
-                reason = candidate.finish_reason
-                completion.samples.append(Sample(text=text, reasoning=thoughts or None,
-                                                 finish_reason=str(reason.value if hasattr(reason, "value") else reason)
-                                                 .lower() if reason else None))
-            usage = response.usage_metadata
-            if usage is not None:
-                completion.prompt_tokens += usage.prompt_token_count or 0
-                completion.completion_tokens += (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
-        return completion
+            return completion_from_response(response)
+
+        return await collect_samples(request.n, self.config.max_sample_calls, call)
 
     async def aclose(self) -> None:
         if self._httpx is not None and self._loop is asyncio.get_running_loop():

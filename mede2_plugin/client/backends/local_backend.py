@@ -15,9 +15,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mede2_plugin.client.backends.base import BackendError, BaseBackend, Completion, Sample
+from mede2_plugin.client.backends.base import (
+    BackendError,
+    BaseBackend,
+    Completion,
+    Sample,
+)
 from mede2_plugin.client.config import BackendConfig, ChatRequest
-from mede2_plugin.client.images import split_messages, to_pil
+from mede2_plugin.core.media import split_messages, to_pil
 
 DEFAULT_TEMPLATE = "mede2_qwen2_vl"
 

@@ -8,7 +8,8 @@ SGLang), set ``engine_args`` ``image_max_pixels`` (and ``image_min_pixels``, ``m
 as ``qwen2_vl``) to the training YAML's values: every image is then resized exactly as
 LLaMA-Factory resized it in training before it is sent, so the served model sees the trained
 model's image tokens (the in-process ``vllm`` backend does the same). ``reasoning_content`` (or
-``reasoning``) is read when the server returns it. When a server returns fewer than ``n`` choices, the missing samples are asked for again.
+``reasoning``) is read when the server returns it. When a server returns fewer than ``n`` choices, the
+missing samples are asked for again, a bounded number of times (:func:`~.base.collect_samples`).
 """
 
 from __future__ import annotations
@@ -21,19 +22,36 @@ from typing import Any
 
 import openai
 
-from mede2_plugin.client.backends.base import BackendError, BaseBackend, Completion, Sample
-from mede2_plugin.client.config import BackendConfig, ChatRequest
-from mede2_plugin.client.images import has_local_images, image_converter, map_image_urls, training_resize_args
+from mede2_plugin.client.backends.base import (
+    BackendError,
+    BaseBackend,
+    Completion,
+    MissingAPIKey,
+    Sample,
+    collect_samples,
+)
+from mede2_plugin.client.config import BackendConfig, ChatRequest, is_placeholder_url
+from mede2_plugin.core.media import (
+    has_local_images,
+    image_converter,
+    map_image_urls,
+    training_resize_args,
+)
 
 PLACEHOLDER_KEY = "EMPTY"  # what local servers without auth accept
 
 
 def api_key_from_env(config: BackendConfig, required: bool) -> str | None:
-    """The API key from ``config.api_key_env``; an error naming the variable when required."""
+    """The API key from ``config.api_key_env``; an error naming the variable when required.
+
+    Also refuses a placeholder ``base_url`` (nothing can be sent there)."""
+    if is_placeholder_url(config.base_url):
+        raise ValueError(f"base_url {config.base_url!r} of backend {config.backend!r} is a placeholder, "
+                         "not an address: give an http(s) URL")
     key = os.environ.get(config.api_key_env or "") if config.api_key_env else None
     if not key and required:
-        raise BackendError(f"set the environment variable {config.api_key_env} to the API key "
-                           f"of backend {config.backend!r}")
+        raise MissingAPIKey(f"set the environment variable {config.api_key_env} to the API key "
+                            f"of backend {config.backend!r}")
     return key or None
 
 
@@ -51,6 +69,17 @@ def _reasoning(message: Any) -> str | None:
         if isinstance(value, str) and value:
             return value
     return None
+
+
+def completion_from_response(response: Any) -> Completion:
+    """Samples and usage of a chat completion (an SDK object or its JSON as a dict)."""
+    if isinstance(response, dict):
+        response = openai.types.chat.ChatCompletion.model_validate(response)
+    samples = [Sample(text=choice.message.content or "", reasoning=_reasoning(choice.message),
+                      finish_reason=choice.finish_reason) for choice in response.choices or []]
+    usage = response.usage
+    return Completion(samples=samples, prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
+                      completion_tokens=(usage.completion_tokens or 0) if usage else 0)
 
 
 class OpenAIBackend(BaseBackend):
@@ -95,26 +124,25 @@ class OpenAIBackend(BaseBackend):
             kwargs["extra_body"] = extra_body
         return kwargs
 
+    def request_body(self, request: ChatRequest) -> dict[str, Any]:
+        """The JSON body of ``request`` as one chat-completions call (local images as data URLs),
+        e.g. for a line of a Batch API input file."""
+        kwargs = self.request_kwargs(request, request.n)
+        extra_body = kwargs.pop("extra_body", {})
+        return {**kwargs, **extra_body}
+
     async def agenerate(self, request: ChatRequest) -> Completion:
         messages = request.messages
         if self._resize_images or has_local_images(messages):  # file reads and resizing off the event loop
             messages = await asyncio.to_thread(map_image_urls, messages, self._image_to_url)
-        completion = Completion()
-        for _ in range(request.n):  # at most n rounds; one round when the server honours n
-            missing = request.n - len(completion.samples)
-            if missing <= 0:
-                break
+
+        async def call(missing: int) -> Completion:
             response = await self._create(request, missing, messages)
             if not getattr(response, "choices", None):
                 raise BackendError(f"the server returned no choices: {str(response)[:200]}")
-            for choice in response.choices[:missing]:
-                message = choice.message
-                completion.samples.append(Sample(text=message.content or "", reasoning=_reasoning(message),
-                                                 finish_reason=choice.finish_reason))
-            if response.usage is not None:
-                completion.prompt_tokens += response.usage.prompt_tokens or 0
-                completion.completion_tokens += response.usage.completion_tokens or 0
-        return completion
+            return completion_from_response(response)
+
+        return await collect_samples(request.n, self.config.max_sample_calls, call)
 
     async def _create(self, request: ChatRequest, n: int, messages: list[dict[str, Any]]) -> Any:
         """One SDK call; a 200 whose body cannot be read (which the SDK does not retry) is retried

@@ -39,7 +39,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from mede2_plugin.client.backends.base import BackendError, BaseBackend, Completion, Sample
+from mede2_plugin.client.backends.base import (
+    BackendError,
+    BaseBackend,
+    Completion,
+    Sample,
+)
 from mede2_plugin.client.config import BackendConfig, ChatRequest
 from mede2_plugin.engines.vllm_engine import VLLMEngineConfig, resolve_chat_template
 
