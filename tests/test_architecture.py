@@ -6,15 +6,15 @@ group to a layer:
 
     mede2_plugin (the version)                   -1
     core                                          0   stage-neutral: files, questions, prompts, media, ...
-    data, engines, review_log                     1   question-bank loaders; vLLM helpers; review decisions
+    data, engines                                 1   question-bank loaders; vLLM helpers
     client                                        2   the model-calling layer (uses engines)
     curate, distill, mmrp, evaluate, train        3   the stages, side by side
     llamafactory_ext, testing                     4   LLaMA-Factory hooks (the judged converter uses mmrp); fake servers
     demo, tiny_model*, resources_cli              5   the demo's scripted roles, tools
     pipeline, review, cli, _autoload              6   orchestration and front ends
 
-``review_log`` is ``review/decisions.py`` and ``review/store.py``: the review decisions the stages
-apply (caption-stripping rewrites, flagged pairs), importing only core.
+The reviews the stages apply (caption-stripping rewrites, flagged pairs) are core modules
+(``core/review_log.py``, ``core/review_decisions.py``); the review app that writes them is a front end.
 """
 
 from __future__ import annotations
@@ -27,13 +27,12 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mede2_plugin"
 LAYERS = {
-    "core": 0, "data": 1, "engines": 1, "review_log": 1, "client": 2,
+    "core": 0, "data": 1, "engines": 1, "client": 2,
     "curate": 3, "distill": 3, "mmrp": 3, "evaluate": 3, "train": 3,
     "llamafactory_ext": 4, "testing": 4, "demo": 5, "tiny_model": 5, "resources_cli": 5,
     "pipeline": 6, "review": 6, "cli": 6, "_autoload": 6, "mede2_plugin": -1,
 }
 STAGES = ("curate", "distill", "mmrp", "evaluate", "train")
-REVIEW_LOG = ("mede2_plugin.review.decisions", "mede2_plugin.review.store")
 
 
 def module_name(path: Path) -> str:
@@ -42,8 +41,6 @@ def module_name(path: Path) -> str:
 
 
 def group(module: str) -> str:
-    if module.startswith(REVIEW_LOG):
-        return "review_log"
     parts = module.split(".")
     name = parts[1] if len(parts) > 1 else parts[0]
     return "tiny_model" if name.startswith("tiny_") else name
@@ -128,7 +125,7 @@ def test_the_checks_catch_a_sideways_import_and_a_circle(tmp_path: Path) -> None
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
     assert LAYERS[group("mede2_plugin.mmrp.judge")] == LAYERS[group("mede2_plugin.curate.common")]
-    assert group("mede2_plugin.review.decisions") == "review_log" and group("mede2_plugin.review.app") == "review"
+    assert group("mede2_plugin.core.review_decisions") == "core" and group("mede2_plugin.review.app") == "review"
 
 
 @pytest.mark.parametrize("folder", ["pipeline"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import random
 import time
+from pathlib import Path
 
 import pytest
 from client_helpers import (

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from mede2_plugin.core.resources import examples_dir
-from mede2_plugin.review.store import ReviewLog
+from mede2_plugin.core.review_log import ReviewLog
 
 pytestmark = pytest.mark.slow
 

@@ -20,11 +20,11 @@ from mede2_plugin.mmrp.criteria import CRITERIA
 from mede2_plugin.mmrp.pairs import write_preference_dataset
 from mede2_plugin.review.app import ReviewApp, ReviewSettings
 from mede2_plugin.review.audit import audit_sample
-from mede2_plugin.review.decisions import flagged_pairs
+from mede2_plugin.core.review_decisions import flagged_pairs
 from mede2_plugin.review.render import candidate_html, rewrite_panels, text_block
 from mede2_plugin.review.run import JudgeItem, RunFiles
 from mede2_plugin.review.server import OfflinePage
-from mede2_plugin.review.store import ReviewLog, find_review_dir
+from mede2_plugin.core.review_log import ReviewLog, find_review_dir
 from mede2_plugin.testing import FakeOpenAIServer, prompt_text
 
 PAYLOAD = '<script>alert(1)</script><img src=x onerror="alert(2)">'
@@ -55,7 +55,7 @@ def test_log_keeps_reviewers_apart_latest_wins_and_a_torn_line_is_skipped(tmp_pa
 
 
 def test_two_processes_appending_lose_nothing(tmp_path: Path) -> None:
-    code = ("import sys; from mede2_plugin.review.store import ReviewLog\n"
+    code = ("import sys; from mede2_plugin.core.review_log import ReviewLog\n"
             "log = ReviewLog(sys.argv[1], 'pairs')\n"
             "for n in range(150): log.append(f'p{n}', sys.argv[2], flagged=True, note='x' * 2000)\n")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), name]) for name in ("alice", "bob")]

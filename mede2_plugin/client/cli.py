@@ -9,10 +9,13 @@ YAML`` loads a :class:`BackendConfig` file that the other flags then override.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import re
 import shutil
 import sys
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,30 +28,26 @@ from mede2_plugin.client.config import (
     load_backend_config,
 )
 from mede2_plugin.core.media import MediaPolicy, MediaRefused, map_image_urls, refused_url
+from mede2_plugin.core.stage_cli import field_docs, first_sentence, strip_optional
 
-# flag suffix -> (BackendConfig field, type, help)
-_FLAGS: list[tuple[str, str, Any, str]] = [
-    ("backend", "backend", str, f"backend: {' | '.join(BACKEND_NAMES)}"),
-    ("model", "model", str, "model name on the server, or a local model folder (vllm, local)"),
-    ("base-url", "base_url", str, "server address, e.g. http://127.0.0.1:8000/v1"),
-    ("api-key-env", "api_key_env", str, "environment variable holding the API key (default by backend)"),
-    ("concurrency", "concurrency", int, "most requests in flight (default 8)"),
-    ("rpm", "rpm", float, "requests-per-minute limit"),
-    ("tpm", "tpm", float, "tokens-per-minute limit"),
-    ("max-retries", "max_retries", int, "SDK retries per call on 429/5xx/timeouts (default 5)"),
-    ("timeout", "timeout_s", float, "seconds per HTTP attempt (default 120)"),
-    ("retry-initial", "retry_initial_s", float, "first Gemini retry backoff in seconds (default 1)"),
-    ("retry-max", "retry_max_s", float, "longest Gemini retry backoff in seconds (default 60)"),
-    ("budget-usd", "budget_usd", float, "stop starting requests once this run has spent this much"),
-    ("cache-dir", "cache_dir", str, "response cache folder ('off' disables; default next to the output)"),
-    ("thinking-budget", "thinking_budget", int, "Gemini thinking budget in tokens"),
-    ("gemini-api-version", "gemini_api_version", str, "Gemini API version of the request path (default v1beta)"),
-    ("reasoning-effort", "reasoning_effort", str, "OpenAI reasoning_effort (low | medium | high)"),
-    ("batch-size", "batch_size", int, "requests per engine call for vllm/local (default 64)"),
-    ("mode", "mode", str, "interactive, or batch: the provider's batch API at about half the price, "
-                          "answered within 24 h (openai, gemini)"),
-    ("batch-retry", "batch_retry", str, "items a provider batch fails or lets expire: interactive | batch | fail"),
-]
+def _backend_flags() -> list[tuple[str, str, Any, str]]:
+    """``(flag suffix, BackendConfig field, type, help)`` of every plain field, from the field's
+    documentation and default (``timeout_s`` -> ``--timeout``; ``progress`` is ``--no-progress``)."""
+    docs = field_docs(BackendConfig)
+    hints = typing.get_type_hints(BackendConfig)
+    flags = []
+    for item in dataclasses.fields(BackendConfig):
+        kind = strip_optional(hints[item.name])
+        if kind not in (str, int, float):
+            continue
+        text = first_sentence(docs.get(item.name, "")).replace("``", "")
+        if item.default not in (None, dataclasses.MISSING, ""):
+            text += f" (default {item.default})"
+        flags.append((re.sub(r"_s$", "", item.name).replace("_", "-"), item.name, kind, text))
+    return flags
+
+
+_FLAGS = _backend_flags()
 
 
 def _dest(prefix: str | None, name: str) -> str:

@@ -24,6 +24,8 @@ DEFAULT_PRICES: dict[str, dict[str, Any]] = {
     "gpt-4o-mini": {"input": 0.15, "output": 0.60, "batch": {"input": 0.075, "output": 0.30}},
     "gpt-4.1": {"input": 2.0, "output": 8.0, "batch": {"input": 1.0, "output": 4.0}},
     "o3": {"input": 2.0, "output": 8.0, "batch": {"input": 1.0, "output": 4.0}},
+    "o1": {"input": 15.0, "output": 60.0, "batch": {"input": 7.5, "output": 30.0}},  # a paper teacher
+    "o1-mini": {"input": 1.10, "output": 4.40, "batch": {"input": 0.55, "output": 2.20}},
     "deepseek-reasoner": {"input": 0.55, "output": 2.19},  # no batch API
 }
 PRICE_MODES = ("interactive", "batch")

@@ -115,6 +115,18 @@ def is_truncated(text: str, finish_reason: str | None = None) -> bool:
     return len(BOX_START.findall(text)) > len(boxed_contents(text))
 
 
+def visible_text(text: str | None) -> str | None:
+    """The reply without its reasoning: the text after the last ``</think>``, or the whole text
+    when there is none; None when a ``<think>`` is opened and never closed (cut off while thinking)."""
+    text = text or ""
+    closes = list(THINK_CLOSE.finditer(text))
+    if closes:
+        return text[closes[-1].end():]
+    if THINK_OPEN.search(text):
+        return None
+    return text
+
+
 def answer_region(text: str) -> str | None:
     """Where the final answer should be (rule 1 of :func:`extract_choice`); None if truncated."""
     blocks = ANSWER_BLOCK.findall(text)
@@ -126,12 +138,7 @@ def answer_region(text: str) -> str | None:
     opened = list(ANSWER_OPEN.finditer(text))
     if opened:
         return text[opened[-1].end():]
-    closes = list(THINK_CLOSE.finditer(text))
-    if closes:
-        return text[closes[-1].end():]
-    if THINK_OPEN.search(text):
-        return None
-    return text
+    return visible_text(text)
 
 
 def _unwrap(candidate: str) -> str:

@@ -11,7 +11,7 @@ The client layer stores each sample as ``{"text", "reasoning", "finish_reason"(,
   vLLM without a reasoning parser), with the opening tag missing when the chat template opened it
   in the prompt (DeepSeek-R1 distills), or a stray ``</think>`` left by a reasoning parser.
 
-:func:`visible_text` is the text after that reasoning. :func:`parse_json` finds the JSON value
+:func:`~mede2_plugin.core.answers.visible_text` is the text after that reasoning. :func:`parse_json` finds the JSON value
 of a reply in any of these shapes: bare JSON; in a ```` ```json ```` (or bare ```` ``` ````)
 fence; with prose before or after it; after a think block (whose own braces are ignored).
 JSON in fences wins over objects in the prose around them; two different JSON objects are
@@ -25,23 +25,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from mede2_plugin.core.answers import THINK_CLOSE, THINK_OPEN
+from mede2_plugin.core.answers import THINK_CLOSE, visible_text
 
 FENCE = re.compile(r"```[ \t]*(?:json5?|JSON)?[ \t]*\n?(.*?)```", re.DOTALL)
 YES_WORDS = frozenset({"yes", "y", "true", "1", "pass"})
 NO_WORDS = frozenset({"no", "n", "false", "0", "fail"})
-
-
-def visible_text(text: str | None) -> str | None:
-    """The reply without its reasoning: the text after the last ``</think>``, or the whole text
-    when there is none; None when a ``<think>`` is opened and never closed (cut off while thinking)."""
-    text = text or ""
-    closes = list(THINK_CLOSE.finditer(text))
-    if closes:
-        return text[closes[-1].end():]
-    if THINK_OPEN.search(text):
-        return None
-    return text
 
 
 def full_text(sample: dict[str, Any]) -> str:

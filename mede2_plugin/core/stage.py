@@ -62,6 +62,61 @@ class StageResult:
     message: str = ""
 
 
+@dataclass
+class PlannedCalls:
+    """The calls one role of a step would make, rendered but never sent (``mede2 run --plan``).
+
+    Attributes:
+        role: the role (``baseline_solver``, ``teacher[o1]``, ``judge``, ...).
+        backend: its ``BackendConfig``.
+        output: the results file the calls are written to (ids answered there cost nothing).
+        certain: requests sent whatever earlier answers say (the bottom of the range).
+        possible: requests sent only if earlier answers go one way (added: the top of the range).
+        basis: how the requests were counted, in words.
+        extra_tokens: by request id, input tokens the request will carry beyond its rendered text
+            (text that earlier calls will write, such as the candidate a judge reads).
+        extra_basis: how ``extra_tokens`` was estimated.
+        notes: more to know (other bounds, retries not counted).
+    """
+
+    role: str
+    backend: Any
+    output: Path | None = None
+    certain: list[Any] = field(default_factory=list)
+    possible: list[Any] = field(default_factory=list)
+    basis: str = ""
+    extra_tokens: dict[str, int] = field(default_factory=dict)
+    extra_basis: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StagePlan:
+    """What a step's plan hook returns: its calls, and the question files it will write as far as
+    they are known (``{path: (certain questions, possible questions)}``), for the later steps'
+    plans."""
+
+    calls: list[PlannedCalls] = field(default_factory=list)
+    questions: dict[str, tuple[list[Any], list[Any]]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+#: question files a plan hook may read before they exist: ``{path: (certain, possible)}``
+Projected = dict[str, tuple[list[Any], list[Any]]]
+
+
+def planned_questions(path: str | Path, projected: Projected) -> tuple[list[Any], list[Any]]:
+    """The questions of a question file for a plan: ``(certain, possible)`` as an earlier step
+    would write it, else the file as it is (all certain), else none."""
+    if str(path) in projected:
+        return projected[str(path)]
+    if path and Path(path).is_file():
+        from mede2_plugin.core.questions import read_questions
+
+        return read_questions(path), []
+    return [], []
+
+
 def no_models(config: Any) -> list[dict[str, Any]]:
     return []
 
@@ -77,6 +132,9 @@ class Step:
         inputs: what decides its outputs (its fingerprint).
         outputs: the files and folders it owns.
         models: the roles it calls, for the manifest (``{"role", "backend", "model", "sampling"}``).
+        plan: the calls it would make, rendered from its inputs, none sent (``mede2 run --plan``);
+            also gets the question files earlier steps will write (:data:`Projected`). None: no
+            model calls.
     """
 
     name: str
@@ -85,6 +143,7 @@ class Step:
     inputs: Callable[[Any], StageInputs]
     outputs: Callable[[Any], list[Path]]
     models: Callable[[Any], list[dict[str, Any]]] = no_models
+    plan: Callable[[Any, Projected], StagePlan] | None = None
 
 
 def role_entry(role: str, backend: Any, **sampling: Any) -> dict[str, Any] | None:

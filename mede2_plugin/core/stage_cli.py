@@ -38,7 +38,7 @@ _SPECS = "_mede2_override_specs"  # parser default holding the flags' (dest, key
 
 # -- the dataclass fields behind the flags ------------------------------------------------------
 
-def _strip_optional(kind: Any) -> Any:
+def strip_optional(kind: Any) -> Any:
     if typing.get_origin(kind) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(kind) if a is not type(None)]
         if len(args) == 1:
@@ -79,7 +79,7 @@ def field_at(cls: type, key: str) -> tuple[Any, Any, str]:
     default: Any = None
     doc = ""
     for part in key.split("."):
-        owner = _strip_optional(kind)
+        owner = strip_optional(kind)
         if not (isinstance(owner, type) and dataclasses.is_dataclass(owner)):
             raise KeyError(f"{key}: {part!r} is not inside a dataclass")
         fields = {f.name: f for f in dataclasses.fields(owner)}
@@ -87,9 +87,9 @@ def field_at(cls: type, key: str) -> tuple[Any, Any, str]:
             raise KeyError(f"{key}: {owner.__name__} has no field {part!r}")
         kind = typing.get_type_hints(owner)[part]
         default = _field_default(fields[part]) if default is None else getattr(default, part, None)
-        if default is None and dataclasses.is_dataclass(_strip_optional(kind)):
+        if default is None and dataclasses.is_dataclass(strip_optional(kind)):
             defaults = fields[part].metadata.get("defaults") or {}
-            default = _DefaultsView(_strip_optional(kind), defaults)
+            default = _DefaultsView(strip_optional(kind), defaults)
         doc = field_docs(owner).get(part, "")
     if isinstance(default, _DefaultsView):
         default = None
@@ -110,7 +110,7 @@ def _shown(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
-def _first_sentence(text: str) -> str:
+def first_sentence(text: str) -> str:
     return re.split(r"(?<=[.;])\s", text, maxsplit=1)[0].rstrip(".;")
 
 
@@ -148,7 +148,7 @@ def add_flags(parser: argparse.ArgumentParser | Any, root: type, flags: Sequence
     specs = _specs(parser)
     for item in flags:
         kind, default, doc = field_at(root, item.key)
-        kind = _strip_optional(kind)
+        kind = strip_optional(kind)
         text = (item.help or doc).rstrip(".")
         dest = f"_flag_{len(specs)}"
         options: dict[str, Any] = {"dest": dest, "default": None}
@@ -158,7 +158,7 @@ def add_flags(parser: argparse.ArgumentParser | Any, root: type, flags: Sequence
         else:
             if typing.get_origin(kind) is list:
                 (inner,) = typing.get_args(kind) or (str,)
-                options.update(nargs="+", type=_strip_optional(inner) if _strip_optional(inner) in (int, float) else str)
+                options.update(nargs="+", type=strip_optional(inner) if strip_optional(inner) in (int, float) else str)
             else:
                 options["type"] = kind if kind in (int, float) else str
             if item.choices:
@@ -203,8 +203,8 @@ def add_backend_flags(parser: argparse.ArgumentParser, root: type, backend: Back
     """Add the flags of ``backend`` (a key path of ``root`` holding a backend dataclass)."""
     specs = _specs(parser)
     kind, _, doc = field_at(root, backend.key)
-    cls = _strip_optional(kind)
-    group = parser.add_argument_group(f"{backend.role} backend", _first_sentence(doc) or None)
+    cls = strip_optional(kind)
+    group = parser.add_argument_group(f"{backend.role} backend", first_sentence(doc) or None)
     dest = f"_flag_{len(specs)}"
     group.add_argument(backend.option("config") if backend.prefix else "--backend-config", dest=dest, metavar="YAML",
                        default=None,
@@ -213,11 +213,11 @@ def add_backend_flags(parser: argparse.ArgumentParser, root: type, backend: Back
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
-        plain = _strip_optional(hints[field.name])
+        plain = strip_optional(hints[field.name])
         if plain not in (str, int, float, bool):
             continue
         name = re.sub(r"_s$", "", field.name).replace("_", "-")
-        text = _first_sentence(docs.get(field.name, ""))
+        text = first_sentence(docs.get(field.name, ""))
         default = _field_default(field)
         if plain is bool:
             names = (backend.option(f"no-{name}"),) if default else (backend.option(name),)
@@ -228,7 +228,7 @@ def add_backend_flags(parser: argparse.ArgumentParser, root: type, backend: Back
     if "engine_args" in hints:
         dest = f"_flag_{len(specs)}"
         group.add_argument(backend.option("engine-arg"), dest=dest, action="append", metavar="KEY=VALUE",
-                           default=None, help=f"{_first_sentence(docs.get('engine_args', ''))}; repeatable, "
+                           default=None, help=f"{first_sentence(docs.get('engine_args', ''))}; repeatable, "
                                               f"VALUE read as JSON when it is [{backend.key}.engine_args]")
         specs.append((dest, f"{backend.key}.engine_args", "mapping"))
 

@@ -7,7 +7,7 @@ beside the rewrite in ``metadata["caption_stripping"]``. Each rewrite is checked
 (:func:`check_rewrite`, rules in :class:`~mede2_plugin.curate.config.StripConfig`); a failed
 rewrite drops the question, or keeps it unrewritten with ``on_check_failure: keep_original``.
 [human review] A reviewer's decision in ``mede2 review`` (accept, edit, reject) overrides the
-model's rewrite and the checks (:mod:`mede2_plugin.review.decisions`); a rerun applies it again.
+model's rewrite and the checks (:mod:`mede2_plugin.core.review_decisions`); a rerun applies it again.
 
 Replies read (:func:`parse_rewrite`, through the shared JSON reader
 :func:`mede2_plugin.core.replies.sample_json`; rewriters: GPT-4o, Gemini, open models): the backend's
@@ -41,7 +41,7 @@ from mede2_plugin.core.steps import (
 )
 from mede2_plugin.curate.asking import ask_image_questions, json_question_request
 from mede2_plugin.curate.config import CurateConfig, StripConfig
-from mede2_plugin.review.decisions import (
+from mede2_plugin.core.review_decisions import (
     apply_rewrite_decision,
     review_counts,
     rewrite_decisions,

@@ -11,7 +11,9 @@ from typing import Any
 from mede2_plugin.core.prompts import prompt_overrides
 from mede2_plugin.core.questions import read_questions, write_questions
 from mede2_plugin.core.stage import (
+    Projected,
     StageInputs,
+    StagePlan,
     StageResult,
     Step,
     fingerprint_settings,
@@ -41,7 +43,7 @@ class CurateRun:
 
 def review_log(config: CurateConfig) -> Path | None:
     """[human review] The rewrite-review log the strip step applies (``RUN/review/rewrites.jsonl``)."""
-    from mede2_plugin.review.store import LOGS, find_review_dir
+    from mede2_plugin.core.review_log import LOGS, find_review_dir
 
     folder = find_review_dir(config.out)
     return folder / LOGS["rewrites"] if folder is not None else None
@@ -109,5 +111,25 @@ def curate_models(run: CurateRun) -> list[dict[str, Any]]:
     return [e for e in entries if e]
 
 
+def curate_plan(run: CurateRun, projected: Projected) -> StagePlan:
+    """The calls of every bank's curation (:func:`~mede2_plugin.curate.plan.plan_bank`) and the
+    Stage-I (text) and Stage-II (image) questions it would gather."""
+    from mede2_plugin.curate.plan import plan_bank
+
+    plan = StagePlan()
+    gathered: dict[str, tuple[list, list]] = {run.text_questions: ([], []), run.image_questions: ([], [])}
+    for config in run.banks:
+        with prompt_overrides(config.prompts):
+            calls, certain, possible = plan_bank(config)
+        for call in calls:
+            call.role = f"{call.role} @{config.bank.label}"
+        plan.calls += calls
+        for kept, slot in ((certain, 0), (possible, 1)):
+            gathered[run.text_questions][slot].extend(q for q in kept if not q.images)
+            gathered[run.image_questions][slot].extend(q for q in kept if q.images)
+    plan.questions = gathered
+    return plan
+
+
 STEP = Step("curate", "curation: difficulty filter, classifier, caption stripping, leakage", curate_step,
-            curate_inputs, lambda run: [Path(run.out_dir)], curate_models)
+            curate_inputs, lambda run: [Path(run.out_dir)], curate_models, curate_plan)

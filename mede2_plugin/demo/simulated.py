@@ -262,6 +262,8 @@ def start_server(questions: list[Question], script_path: str | Path, call_log: s
                  latency: float = 0.0, port_key: str | None = None):
     """Start the fake OpenAI-compatible server answering with :class:`SimulatedRoles`; return it.
 
+    Its answers report realistic token usage (``usage="tokens"`` of the fake server).
+
     With ``port_key`` the server takes :func:`stable_port` when it is free (any free port otherwise).
     """
     from mede2_plugin.testing import FakeOpenAIServer
@@ -270,7 +272,7 @@ def start_server(questions: list[Question], script_path: str | Path, call_log: s
     roles = SimulatedRoles(questions, scripts, call_log, formats)
     if port_key is not None:
         try:
-            return FakeOpenAIServer(reply=roles, latency=latency, port=stable_port(port_key)).start()
+            return FakeOpenAIServer(reply=roles, latency=latency, port=stable_port(port_key), usage="tokens").start()
         except OSError:
             pass
-    return FakeOpenAIServer(reply=roles, latency=latency).start()
+    return FakeOpenAIServer(reply=roles, latency=latency, usage="tokens").start()

@@ -7,7 +7,9 @@ from typing import Any
 
 from mede2_plugin.core.prompts import prompt_overrides
 from mede2_plugin.core.stage import (
+    Projected,
     StageInputs,
+    StagePlan,
     StageResult,
     Step,
     fingerprint_settings,
@@ -61,5 +63,13 @@ def distill_models(config: DistillConfig) -> list[dict[str, Any]]:
     return [e for e in entries if e]
 
 
+def distill_plan(config: DistillConfig, projected: Projected) -> StagePlan:
+    """The teacher, expansion and trace-judge calls (:mod:`mede2_plugin.distill.plan`)."""
+    from mede2_plugin.distill.plan import plan_distill
+
+    with prompt_overrides(config.prompts):
+        return plan_distill(config, projected)
+
+
 STEP = Step("distill", "Stage-I data: teacher traces, trace filter, SFT dataset", distill_step, distill_inputs,
-            lambda config: [config.out], distill_models)
+            lambda config: [config.out], distill_models, distill_plan)

@@ -14,7 +14,10 @@ from typing import Any
 
 from mede2_plugin.core.prompts import prompt_overrides
 from mede2_plugin.core.stage import (
+    PlannedCalls,
+    Projected,
     StageInputs,
+    StagePlan,
     StageResult,
     Step,
     fingerprint_settings,
@@ -153,9 +156,33 @@ def report_step(config: ReportConfig, echo: Callable[[str], None] = print) -> St
                        message=message)
 
 
+def evaluate_plan(configs: list[EvalConfig], projected: Projected) -> StagePlan:
+    """One request per benchmark question and model, ``samples`` samples each (each benchmark
+    loaded once, its extracted images in a temporary folder)."""
+    import tempfile
+
+    from mede2_plugin.evaluate.benchmarks import load_benchmark
+    from mede2_plugin.evaluate.runner import build_requests
+
+    plan, loaded = StagePlan(), {}
+    with tempfile.TemporaryDirectory(prefix="mede2-plan-") as media:
+        for config in configs:
+            with prompt_overrides(config.prompts):
+                for benchmark, location in benchmarks_of(config):
+                    if benchmark.name not in loaded:
+                        questions = load_benchmark(benchmark, location, Path(media) / benchmark.name,
+                                                   config.allow_outside_media).questions
+                        loaded[benchmark.name] = questions[: config.limit] if config.limit else questions
+                    output = Path(config.out) / (config.label or "") / benchmark.name / "generations.jsonl"
+                    plan.calls.append(PlannedCalls(f"eval ({config.label}) {benchmark.name}", _model(config), output,
+                                                   build_requests(loaded[benchmark.name], config.settings()),
+                                                   basis="one per benchmark question"))
+    return plan
+
+
 STEPS = [
     Step("evaluate", "evaluation of M0, M1, M2 with inference-time scaling", evaluate_step, evaluate_inputs,
-         lambda configs: [Path(configs[0].out)] if configs else [], evaluate_models),
+         lambda configs: [Path(configs[0].out)] if configs else [], evaluate_models, evaluate_plan),
     Step("report", "report: the M0/M1/M2 table and the scaling plot", report_step, report_inputs,
          lambda config: [Path(config.out).parent]),
 ]

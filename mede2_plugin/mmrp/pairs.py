@@ -48,7 +48,7 @@ from mede2_plugin.mmrp.criteria import (
     failed_criteria,
     is_hard_negative,
 )
-from mede2_plugin.review.decisions import drop_flagged
+from mede2_plugin.core.review_decisions import drop_flagged
 
 POSITIVE_USES = ("once", "all")
 IMAGE_MODES = ("absolute", "copy")
@@ -275,7 +275,7 @@ class PairReport:
 def build_pairs(rows: Iterable[dict[str, Any]], policy: PairingPolicy | None = None,
                 drop: dict[str, set[str]] | None = None) -> tuple[list[dict[str, Any]], PairReport]:
     """Native ``mede2_pref`` records of all pairs of judged rows, and the report. [human review]
-    ``drop``: pairs flagged by reviewers (:func:`mede2_plugin.review.decisions.flagged_pairs`), left out."""
+    ``drop``: pairs flagged by reviewers (:func:`mede2_plugin.core.review_decisions.flagged_pairs`), left out."""
     policy = policy or PairingPolicy()
     report = PairReport(policy=policy.to_dict())
     records: list[dict[str, Any]] = []

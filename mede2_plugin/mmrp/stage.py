@@ -15,7 +15,9 @@ from mede2_plugin.core.files import atomic_write_json
 from mede2_plugin.core.prompts import prompt_overrides
 from mede2_plugin.core.questions import read_questions
 from mede2_plugin.core.stage import (
+    Projected,
     StageInputs,
+    StagePlan,
     StageResult,
     Step,
     fingerprint_settings,
@@ -73,7 +75,7 @@ def flagged_pairs(config: MMRPConfig) -> dict[str, set[str]] | None:
     source = config.pairs.drop_flagged
     if not source:
         return None
-    from mede2_plugin.review.decisions import flagged_pairs as read_flagged
+    from mede2_plugin.core.review_decisions import flagged_pairs as read_flagged
 
     if source != "auto" and not Path(source).is_dir():
         raise ValueError(f"pairs.drop_flagged: {source}: no such review folder")
@@ -175,11 +177,22 @@ def pairs_step(config: MMRPConfig, echo: Callable[[str], None] = print) -> Stage
     return StageResult(outputs=[Path(config.out_dir)], counts=counts, complete=report.pairs > 0, message=message)
 
 
+def _plan(name: str) -> Callable[[MMRPConfig, Projected], StagePlan]:
+    """The plan hook of a step (:mod:`mede2_plugin.mmrp.plan`), with the config's prompt overrides."""
+    def plan(config: MMRPConfig, projected: Projected) -> StagePlan:
+        from mede2_plugin.mmrp import plan as plans
+
+        with prompt_overrides(config.prompts):
+            return getattr(plans, f"plan_{name}")(config, projected)
+
+    return plan
+
+
 STEPS = [
     Step("rollout", "Stage-II: M1 samples candidates per image question", rollout_step, rollout_inputs,
-         lambda c: [c.rollouts_path, results_path_for(c.rollouts_path)], rollout_models),
+         lambda c: [c.rollouts_path, results_path_for(c.rollouts_path)], rollout_models, _plan("rollout")),
     Step("judge", "Stage-II: MMRP judge rates every candidate on five criteria", judge_step, judge_inputs,
-         lambda c: [c.judged_path, results_path_for(c.judged_path), c.stats_path], judge_models),
+         lambda c: [c.judged_path, results_path_for(c.judged_path), c.stats_path], judge_models, _plan("judge")),
     Step("pairs", "Stage-II: preference pairs (LLaMA-Factory dataset)", pairs_step, pairs_inputs,
          lambda c: [Path(c.out_dir)]),
 ]

@@ -4,6 +4,8 @@
     mede2 run pipeline.yaml --from rollout       # from the rollouts on (earlier stages must be done)
     mede2 run pipeline.yaml --until pairs --set rollout.num_candidates=16
     mede2 run pipeline.yaml --force judge        # redo the judge (previous outputs moved aside)
+    mede2 run pipeline.yaml --plan               # what it would call and pay; nothing is called
+    mede2 run pipeline.yaml --plan --json        # the same as JSON (or --plan-json plan.json)
     mede2 demo --out mede2_demo                  # the whole recipe offline, tiny model, CPU
 
 Exit status: 0 done, 1 a stage left items pending (rerun the same command), 2 an error.
@@ -12,6 +14,7 @@ Exit status: 0 done, 1 a stage left items pending (rerun the same command), 2 an
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -90,13 +93,35 @@ def _guard(name: str, run: Callable[[], int]) -> int:
         return 2
 
 
+def _plan(config, args: argparse.Namespace) -> int:
+    from mede2_plugin.pipeline.plan import format_plan, plan_pipeline, write_plan
+
+    plan = plan_pipeline(config, args.start, args.until)
+    if args.plan_json:
+        write_plan(plan, args.plan_json)
+    print(json.dumps(plan, indent=1) if args.json else format_plan(plan))
+    return 0
+
+
 def run_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     """``mede2 run PIPELINE.yaml``: the whole recipe from one config, resumable."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = __doc__.split("\n\n", 1)[1]
     parser.add_argument("pipeline", help="pipeline YAML (fields of PipelineConfig; see examples/demo/pipeline.yaml)")
     _add_common(parser)
-    return lambda args: _guard("run", lambda: _run(_load(args.pipeline, args), args.pipeline, args))
+    parser.add_argument("--plan", action="store_true",
+                        help="print what the run would call and pay (requests, tokens, dollars interactive and "
+                             "batch, per stage and role) and exit; no model is called")
+    parser.add_argument("--plan-json", metavar="FILE", help="with --plan (implied): also write the plan as JSON to FILE")
+    parser.add_argument("--json", action="store_true", help="with --plan (implied): print the plan as JSON")
+
+    def handle(args: argparse.Namespace) -> int:
+        config = _load(args.pipeline, args)
+        if args.plan or args.plan_json or args.json:
+            return _plan(config, args)
+        return _run(config, args.pipeline, args)
+
+    return lambda args: _guard("run", lambda: handle(args))
 
 
 def demo_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:

@@ -35,6 +35,10 @@ Example ``pipeline.yaml`` (every key optional except what names your data and mo
     pairs: {pairs_per_question: 4}                                     # PairsConfig fields
     evaluate: {samples: 8, max_tokens: 4096}                           # EvalSettings fields, models
     prompts: {mmrp_judge: my_judge.j2}                                 # your own prompt files
+    prices: {gpt-4o: {input: 2.5, output: 10.0, batch: {input: 1.25, output: 5.0}}}  # USD / Mtok
+
+A file may start from another one: ``extends: pipeline.yaml`` (relative to it) takes that file
+and changes what this one says, key by key (``examples/paper/pipeline_internvl3.yaml``).
 
 Every section is the typed config of its stage, so a key that does not exist anywhere in the file
 (``judge: {max_atempts: 3}``) is an error naming its key path when the file is loaded, before any
@@ -52,7 +56,8 @@ from pathlib import Path
 from typing import Any
 
 from mede2_plugin.client.config import BackendConfig, load_backend_config
-from mede2_plugin.core.settings import ConfigError, load_config
+from mede2_plugin.client.cost import price_for
+from mede2_plugin.core.settings import ConfigError, deep_merge, load_config
 from mede2_plugin.curate.config import CurateConfig
 from mede2_plugin.data.source import BankSource
 from mede2_plugin.distill.config import DistillConfig
@@ -216,6 +221,10 @@ class PipelineConfig:
         prompts: prompt templates replaced by your own jinja files in every stage, ``{NAME: PATH}``
             (a stage's own ``prompts`` add to these); see :mod:`mede2_plugin.core.prompts`.
         allow_outside_media: allow question images outside the banks' and benchmarks' folders.
+        prices: USD per million tokens by model for every API role, ``{model: {input, output,
+            batch: {input, output}}}``, over the built-in table of
+            :mod:`mede2_plugin.client.cost`; a role's own ``prices`` win. Used by the run's cost
+            accounting and by ``mede2 run --plan``.
     """
 
     output_dir: str = "mede2_run"
@@ -236,6 +245,7 @@ class PipelineConfig:
     simulated: SimulatedConfig | None = None
     prompts: dict[str, str] = field(default_factory=dict)
     allow_outside_media: bool = False
+    prices: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.on_incomplete not in ("stop", "continue"):
@@ -247,6 +257,9 @@ class PipelineConfig:
             raise ValueError(f"cpu_threads must be >= 1 or null, got {self.cpu_threads}")
         if self.models.build_tiny and self.models.base:
             raise ValueError("models: give either base or build_tiny, not both")
+        for model, entry in self.prices.items():  # a malformed price fails here, not mid-run
+            price_for(model, self.prices, use_defaults=False, mode="batch" if "batch" in (entry or {}) else "interactive")
+            price_for(model, self.prices, use_defaults=False)
 
     @property
     def out(self) -> Path:
@@ -372,12 +385,33 @@ def _prepare(data: dict[str, Any]) -> None:
                                for name, backend in teachers.items()]
 
 
+def read_extended(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any] | None:
+    """A pipeline YAML holding ``extends: BASE.yaml`` (relative to it), merged over its base key by
+    key (lists replaced); None for a file that extends nothing."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        if not seen:
+            return None  # the loader names the problem
+        raise ConfigError(f"{path}: cannot read the pipeline file ({err})") from None
+    if not isinstance(data, dict) or "extends" not in data:
+        return None if not seen else data
+    base = (path.parent / str(data.pop("extends"))).resolve()
+    if base in seen or base == path.resolve():
+        raise ConfigError(f"{path}: extends {base}, which extends it again")
+    return deep_merge(read_extended(base, (*seen, path.resolve())) or {}, data)
+
+
 def load_pipeline_config(source: str | Path | dict[str, Any] | None = None,
                          overrides: list[str] | tuple[str, ...] = (),
                          config_dir: str | Path | None = None) -> PipelineConfig:
-    """The pipeline settings: defaults, then ``source`` (YAML file or dict), then ``key.path=value``
-    overrides; input paths made absolute (see the module docstring), then checked."""
-    config = load_config(PipelineConfig, source, overrides, prepare=_prepare)
+    """The pipeline settings: defaults, then ``source`` (YAML file, which may name a base file
+    with ``extends:``, or dict), then ``key.path=value`` overrides; input paths made absolute
+    (see the module docstring), then checked."""
+    extended = read_extended(Path(source)) if isinstance(source, (str, Path)) else None
+    config = load_config(PipelineConfig, source if extended is None else extended, overrides, prepare=_prepare)
     if config_dir is None and isinstance(source, (str, Path)):
         config_dir = Path(source).resolve().parent
     resolve_paths(config, Path(config_dir) if config_dir else None)

@@ -75,6 +75,13 @@ def _relative(value: Any, out: str) -> Any:
     return value
 
 
+def stage_fingerprint(context: Context, stage: PipelineStep) -> tuple[str, dict[str, Any]]:
+    """The fingerprint of ``stage`` in this run, and the inputs it was computed from."""
+    described = _relative(describe(stage.inputs(context), context.hasher), str(context.layout.out))
+    described["settings_sha256"] = json_hash(described["settings"])
+    return fingerprint(described), described
+
+
 def describe_roles(config: PipelineConfig, simulated_url: str | None) -> list[str]:
     """One line per role saying plainly what plays it (simulated, local, or a provider)."""
     lines = []
@@ -190,10 +197,7 @@ class Runner:
         return self.server.base_url
 
     def _fingerprint(self, context: Context, stage: PipelineStep) -> tuple[str, dict[str, Any]]:
-        described = describe(stage.inputs(context), self.hasher)
-        described = _relative(described, str(self.layout.out))
-        described["settings_sha256"] = json_hash(described["settings"])
-        return fingerprint(described), described
+        return stage_fingerprint(context, stage)
 
     def _check_done(self, context: Context, stage: PipelineStep) -> None:
         """Warn when a completed stage before ``--from`` is out of date (its inputs changed since)."""

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mede2_plugin.client.config import BackendConfig
-from mede2_plugin.core.stage import StageInputs, StageResult, Step
+from mede2_plugin.core.stage import Projected, StageInputs, StagePlan, StageResult, Step
 from mede2_plugin.core.steps import slug
 from mede2_plugin.curate import stage as curate_stage
 from mede2_plugin.curate.config import CurateConfig
@@ -120,7 +120,8 @@ class Context:
         simulated server's address filled in (nothing paid), one shared response cache."""
         if backend is None or not runtime:
             return backend
-        changes: dict[str, Any] = {"progress": backend.progress and sys.stderr.isatty()}
+        changes: dict[str, Any] = {"progress": backend.progress and sys.stderr.isatty(),
+                                   "prices": {**self.config.prices, **(backend.prices or {})} or None}
         if backend.base_url == SIMULATED:
             changes.update(base_url=self.simulated_url, prices={backend.model: {"input": 0.0, "output": 0.0}})
         if backend.cache_dir is None:
@@ -302,6 +303,10 @@ class PipelineStep:
 
     def run(self, ctx: Context, echo: Callable[[str], None]) -> StageResult:
         return self.step.run(self.configure(ctx, True), echo)
+
+    def plan(self, ctx: Context, projected: Projected) -> StagePlan | None:
+        """The calls it would make, as declared (``mede2 run --plan``); None: it makes none."""
+        return None if self.step.plan is None else self.step.plan(self.configure(ctx, False), projected)
 
 
 def simulation_inputs(ctx: Context, roles: tuple[str, ...]) -> StageInputs:

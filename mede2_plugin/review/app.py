@@ -2,7 +2,7 @@
 (the Gradio handlers of :mod:`.views` call them).
 
 Every decision is appended to the run's review logs the moment it is made
-(:mod:`mede2_plugin.review.store`); nothing is kept in the browser. Each view opens on the
+(:mod:`mede2_plugin.core.review_log`); nothing is kept in the browser. Each view opens on the
 reviewer's first item without a decision, so a reopened page continues where the reviewer
 stopped. Images reach the browser only as copies the app makes of files inside the run and its
 data folders (:class:`Served`).
@@ -27,10 +27,10 @@ from mede2_plugin.review.audit import (
     score_rows,
     write_scores,
 )
-from mede2_plugin.review.decisions import pair_sha
+from mede2_plugin.core.review_decisions import pair_sha
 from mede2_plugin.review.funnel import funnel
 from mede2_plugin.review.run import JudgeItem, PairItem, RewriteItem, RunFiles
-from mede2_plugin.review.store import ReviewLog, check_reviewer, content_sha
+from mede2_plugin.core.review_log import ReviewLog, check_reviewer, content_sha
 
 ALL = "(all)"
 

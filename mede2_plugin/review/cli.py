@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 
 def _default_reviewer() -> str:
-    from mede2_plugin.review.store import REVIEWER_NAME
+    from mede2_plugin.core.review_log import REVIEWER_NAME
 
     try:
         name = getpass.getuser()
@@ -46,7 +46,7 @@ def review_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namesp
     def handler(args: argparse.Namespace) -> int:
         from mede2_plugin.review.run import RunFiles
         from mede2_plugin.review.server import private_folder
-        from mede2_plugin.review.store import check_reviewer
+        from mede2_plugin.core.review_log import check_reviewer
 
         try:
             reviewer = check_reviewer(args.reviewer or _default_reviewer())

@@ -10,7 +10,7 @@ found by what they are, not by where the pipeline puts them:
 * pairs: ``<name>_pairs_report.json`` beside ``<name>.jsonl``;
 * the Table-1 report: ``PREFIX.md`` beside ``PREFIX.csv`` (``PREFIX_scaling.png`` its plot).
 
-Only files inside the run (its root: see :func:`~mede2_plugin.review.store.run_root`) and its
+Only files inside the run (its root: see :func:`~mede2_plugin.core.review_log.run_root`) and its
 data folders are ever read for display: the data folders are the input folders the run's
 manifest lists (or a curation report names), plus those given with ``--data-dir``. An image path
 in a record pointing anywhere else is not shown.
@@ -26,7 +26,7 @@ from typing import Any
 
 from mede2_plugin.core.jsonl import read_jsonl
 from mede2_plugin.mmrp.criteria import ANSWER_CORRECTNESS, CRITERIA, NO, YES, classify
-from mede2_plugin.review.store import REVIEW_DIR, RUN_MANIFEST, run_root
+from mede2_plugin.core.review_log import REVIEW_DIR, RUN_MANIFEST, run_root
 
 SKIP_DIRS = {"models", "cache", "logs", "state", "superseded", "simulated", "train", "eval", "images",
              REVIEW_DIR, "__pycache__", ".gradio", ".git"}

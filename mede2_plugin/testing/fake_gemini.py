@@ -24,6 +24,7 @@ finished, ``output.inlinedResponses.inlinedResponses`` in request order (``{"res
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from mede2_plugin.testing.batches import (
     FAILED,
     FakeBatch,
 )
-from mede2_plugin.testing.server import FakeServer, Fault, count_tokens
+from mede2_plugin.testing.server import FakeServer, Fault
 
 __all__ = ["DEFAULT_API_VERSION", "FakeGeminiServer", "Fault", "prompt_text"]
 
@@ -49,15 +50,27 @@ _BATCH_STATE = {COMPLETED: "BATCH_STATE_SUCCEEDED", EXPIRED: "BATCH_STATE_EXPIRE
                 CANCELLED: "BATCH_STATE_CANCELLED", FAILED: "BATCH_STATE_FAILED"}
 
 
+def content_texts(body: dict[str, Any]) -> list[str]:
+    """The text of the system instruction (when there is one) and of each content of a
+    generateContent request."""
+    system = body.get("systemInstruction") or body.get("system_instruction")
+    contents = ([system] if system else []) + list(body.get("contents", []))
+    return ["\n".join(p.get("text", "") for p in content.get("parts", []) if "text" in p) for content in contents]
+
+
 def prompt_text(body: dict[str, Any]) -> str:
     """All text of a generateContent request (system instruction first), joined by newlines."""
-    texts = []
-    system = body.get("systemInstruction") or body.get("system_instruction")
-    if system:
-        texts.extend(p.get("text", "") for p in system.get("parts", []) if "text" in p)
-    for content in body.get("contents", []):
-        texts.extend(p.get("text", "") for p in content.get("parts", []) if "text" in p)
-    return "\n".join(texts)
+    return "\n".join(text for text in content_texts(body) if text)
+
+
+def image_data_urls(body: dict[str, Any]) -> list[str]:
+    """The inline images of a request as data URLs (google-genai sends URL-safe base64)."""
+    urls = []
+    for image in inline_images(body):
+        data = image["data"] or ""
+        raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+        urls.append(f"data:{image['mimeType']};base64,{base64.b64encode(raw).decode('ascii')}")
+    return urls
 
 
 def inline_images(body: dict[str, Any]) -> list[dict[str, str]]:
@@ -110,14 +123,15 @@ class FakeGeminiServer(FakeServer):
             text, thought = self._sample(body, index)
             parts: list[dict[str, Any]] = []
             if thought is not None:
-                thought_tokens += count_tokens(thought)
+                thought_tokens += self.tokens(thought)
                 if include_thoughts:
                     parts.append({"text": thought, "thought": True})
             parts.append({"text": text})
-            output_tokens += count_tokens(text)
+            output_tokens += self.tokens(text)
             candidates.append({"content": {"role": "model", "parts": parts}, "finishReason": "STOP",
                                "index": index})
-        prompt_tokens = count_tokens(prompt_text(body)) + 258 * len(inline_images(body))
+        prompt_tokens = self.prompt_usage(content_texts(body), image_data_urls(body), body.get("model") or "", "gemini",
+                                          258)
         usage = {"promptTokenCount": prompt_tokens, "candidatesTokenCount": output_tokens,
                  "totalTokenCount": prompt_tokens + output_tokens + thought_tokens}
         if thought_tokens:
@@ -129,25 +143,16 @@ class FakeGeminiServer(FakeServer):
         return {"error": {"code": status, "message": message, "status": _STATUS.get(status, "UNKNOWN")}}
 
     # -- batch mode -----------------------------------------------------------------------
-    def route(self, method: str, path: str) -> Callable[[Any, bytes], None] | None:
-        path = path.split("?", 1)[0].rstrip("/")
+    def routes(self) -> list[tuple[str, str, Callable[..., None]]]:
         version = re.escape(self.api_version)
-        for verb, pattern, target in (
-                ("POST", rf"/{version}/models/(?P<model>[^/:]+):batchGenerateContent", self._create_batch),
+        return [("POST", rf"/{version}/models/(?P<model>[^/:]+):batchGenerateContent", self._create_batch),
                 ("GET", rf"/{version}/batches", self._list_batches),
                 ("GET", rf"/{version}/batches/(?P<id>[^/:]+)", self._get_batch),
                 ("POST", rf"/{version}/batches/(?P<id>[^/:]+):cancel", self._cancel_batch),
-                ("DELETE", rf"/{version}/batches/(?P<id>[^/:]+)", self._delete_batch)):
-            match = re.fullmatch(pattern, path)
-            if verb == method and match:
-                return lambda handler, raw, target=target, match=match: target(handler, raw, **match.groupdict())
-        return None
-
-    def _json(self, status: int, data: Any) -> tuple[int, bytes, str]:
-        return status, json.dumps(data).encode("utf-8"), "application/json"
+                ("DELETE", rf"/{version}/batches/(?P<id>[^/:]+)", self._delete_batch)]
 
     def _missing(self, object_id: str) -> tuple[int, bytes, str]:
-        return self._json(404, self.error_body(404, f"Batch batches/{object_id} not found."))
+        return self.json_reply(404, self.error_body(404, f"Batch batches/{object_id} not found."))
 
     def _create_batch(self, handler: Any, raw: bytes, model: str) -> None:
         batch_body = (json.loads(raw or b"{}").get("batch") or {})
@@ -155,19 +160,19 @@ class FakeGeminiServer(FakeServer):
         def work() -> tuple[int, bytes, str]:
             entries = (((batch_body.get("inputConfig") or {}).get("requests") or {}).get("requests")) or []
             if not entries:
-                return self._json(400, self.error_body(400, "batch.inputConfig.requests is required"))
+                return self.json_reply(400, self.error_body(400, "batch.inputConfig.requests is required"))
             items = []
             for index, entry in enumerate(entries):
                 key = str((entry.get("metadata") or {}).get("key", index))
                 items.append((key, {**entry.get("request", {}), "model": model, "_metadata": entry.get("metadata")}))
             batch = self.book.create(items, {"displayName": batch_body.get("displayName"), "model": model},
                                      prefix="")
-            return self._json(200, self._operation(batch))
+            return self.json_reply(200, self._operation(batch))
 
         self.serve(handler, "create", "", work)
 
     def _list_batches(self, handler: Any, raw: bytes) -> None:
-        self.serve(handler, "list_batches", "", lambda: self._json(200, {
+        self.serve(handler, "list_batches", "", lambda: self.json_reply(200, {
             "operations": [self._operation(self.book.refresh(b)) for b in reversed(list(self.book.batches.values()))
                            if not b.labels.get("deleted")]}))
 
@@ -177,11 +182,11 @@ class FakeGeminiServer(FakeServer):
         if batch is not None:
             self.book.refresh(batch)
         kind = "download" if batch is not None and batch.done else "get"
-        self.serve(handler, kind, id, lambda: self._json(200, self._operation(batch)) if batch else self._missing(id))
+        self.serve(handler, kind, id, lambda: self.json_reply(200, self._operation(batch)) if batch else self._missing(id))
 
     def _cancel_batch(self, handler: Any, raw: bytes, id: str) -> None:  # noqa: A002
         batch = self.book.batches.get(id)
-        self.serve(handler, "cancel", id, lambda: (self.book.cancel(batch), self._json(200, {}))[1] if batch
+        self.serve(handler, "cancel", id, lambda: (self.book.cancel(batch), self.json_reply(200, {}))[1] if batch
                    else self._missing(id))
 
     def _delete_batch(self, handler: Any, raw: bytes, id: str) -> None:  # noqa: A002
@@ -191,7 +196,7 @@ class FakeGeminiServer(FakeServer):
             if batch is None or batch.labels.get("deleted"):
                 return self._missing(id)
             batch.labels["deleted"] = True  # kept in the book: tests count every batch ever created
-            return self._json(200, {})
+            return self.json_reply(200, {})
 
         self.serve(handler, "delete", id, work)
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import json
-import re
 import sys
 import time
 import uuid
@@ -43,21 +42,26 @@ from mede2_plugin.testing.batches import (
     FakeBatch,
     FakeFile,
 )
-from mede2_plugin.testing.server import FakeServer, Fault, count_tokens
+from mede2_plugin.testing.server import FakeServer, Fault
 
 __all__ = ["FakeOpenAIServer", "Fault", "prompt_text"]
 
 
-def prompt_text(body: dict[str, Any]) -> str:
-    """All text of an OpenAI chat request's messages, joined by newlines (images left out)."""
+def message_texts(body: dict[str, Any]) -> list[str]:
+    """The text of each message of an OpenAI chat request (images left out)."""
     texts = []
     for message in body.get("messages", []):
         content = message.get("content")
         if isinstance(content, str):
             texts.append(content)
         else:
-            texts.extend(p.get("text", "") for p in content or [] if p.get("type") == "text")
-    return "\n".join(texts)
+            texts.append("\n".join(p.get("text", "") for p in content or [] if p.get("type") == "text"))
+    return texts
+
+
+def prompt_text(body: dict[str, Any]) -> str:
+    """All text of an OpenAI chat request's messages, joined by newlines (images left out)."""
+    return "\n".join(text for text in message_texts(body) if text)
 
 
 def image_urls(body: dict[str, Any]) -> list[str]:
@@ -96,18 +100,18 @@ class FakeOpenAIServer(FakeServer):
             if isinstance(text, dict):  # a literal choice object, as a provider returns it
                 choice = {"index": index, "logprobs": None, "finish_reason": "stop", **text}
                 message = choice["message"]
-                completion_tokens += count_tokens(message.get("content") or "") + count_tokens(
+                completion_tokens += self.tokens(message.get("content") or "") + self.tokens(
                     message.get("reasoning_content") or message.get("reasoning") or "")
                 choices.append(choice)
                 continue
             message: dict[str, Any] = {"role": "assistant", "content": text}
             if reasoning is not None:
                 message["reasoning_content"] = reasoning
-            completion_tokens += count_tokens(text) + count_tokens(reasoning or "")
+            completion_tokens += self.tokens(text) + self.tokens(reasoning or "")
             max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
-            finish = "length" if max_tokens and count_tokens(text) >= max_tokens else "stop"
+            finish = "length" if max_tokens and self.tokens(text) >= max_tokens else "stop"
             choices.append({"index": index, "message": message, "finish_reason": finish, "logprobs": None})
-        prompt_tokens = count_tokens(prompt_text(body)) + 64 * len(image_urls(body))
+        prompt_tokens = self.prompt_usage(message_texts(body), image_urls(body), body.get("model") or "", "openai", 64)
         return {"id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
                 "created": int(time.time()), "model": body.get("model", "fake"), "choices": choices,
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
@@ -118,26 +122,17 @@ class FakeOpenAIServer(FakeServer):
         return {"error": {"message": message, "type": kinds.get(status, "server_error"), "code": status}}
 
     # -- Batch and Files APIs -------------------------------------------------------------
-    def route(self, method: str, path: str) -> Callable[[Any, bytes], None] | None:
-        path = path.split("?", 1)[0].rstrip("/")
-        for verb, pattern, target in (
-                ("POST", r"/v1/files", self._upload), ("GET", r"/v1/files", self._list_files),
+    def routes(self) -> list[tuple[str, str, Callable[..., None]]]:
+        return [("POST", r"/v1/files", self._upload), ("GET", r"/v1/files", self._list_files),
                 ("GET", r"/v1/files/(?P<id>[^/]+)", self._get_file),
                 ("GET", r"/v1/files/(?P<id>[^/]+)/content", self._download),
                 ("DELETE", r"/v1/files/(?P<id>[^/]+)", self._delete_file),
                 ("POST", r"/v1/batches", self._create_batch), ("GET", r"/v1/batches", self._list_batches),
                 ("GET", r"/v1/batches/(?P<id>[^/]+)", self._get_batch),
-                ("POST", r"/v1/batches/(?P<id>[^/]+)/cancel", self._cancel_batch)):
-            match = re.fullmatch(pattern, path)
-            if verb == method and match:
-                return lambda handler, raw, target=target, match=match: target(handler, raw, **match.groupdict())
-        return None
-
-    def _json(self, status: int, data: Any) -> tuple[int, bytes, str]:
-        return status, json.dumps(data).encode("utf-8"), "application/json"
+                ("POST", r"/v1/batches/(?P<id>[^/]+)/cancel", self._cancel_batch)]
 
     def _missing(self, what: str, object_id: str) -> tuple[int, bytes, str]:
-        return self._json(404, self.error_body(404, f"No such {what}: {object_id}"))
+        return self.json_reply(404, self.error_body(404, f"No such {what}: {object_id}"))
 
     @staticmethod
     def _file_json(record: FakeFile) -> dict[str, Any]:
@@ -156,19 +151,19 @@ class FakeOpenAIServer(FakeServer):
             filename, data = fields.get("file", (None, None))
             purpose = (fields.get("purpose", (None, b""))[1] or b"").decode()
             if data is None or not purpose:
-                return self._json(400, self.error_body(400, "'file' and 'purpose' are required"))
-            return self._json(200, self._file_json(self.book.add_file(filename or "upload", purpose, data)))
+                return self.json_reply(400, self.error_body(400, "'file' and 'purpose' are required"))
+            return self.json_reply(200, self._file_json(self.book.add_file(filename or "upload", purpose, data)))
 
         self.serve(handler, "upload", fields.get("file", ("",))[0] or "", work)
 
     def _list_files(self, handler: Any, raw: bytes) -> None:
-        self.serve(handler, "list_files", "", lambda: self._json(200, {
+        self.serve(handler, "list_files", "", lambda: self.json_reply(200, {
             "object": "list", "data": [self._file_json(f) for f in reversed(list(self.book.files.values()))],
             "has_more": False}))
 
     def _get_file(self, handler: Any, raw: bytes, id: str) -> None:  # noqa: A002
         record = self.book.files.get(id)
-        self.serve(handler, "get_file", id, lambda: self._json(200, self._file_json(record)) if record
+        self.serve(handler, "get_file", id, lambda: self.json_reply(200, self._file_json(record)) if record
                    else self._missing("file", id))
 
     def _download(self, handler: Any, raw: bytes, id: str) -> None:  # noqa: A002
@@ -180,7 +175,7 @@ class FakeOpenAIServer(FakeServer):
         def work() -> tuple[int, bytes, str]:
             if self.book.files.pop(id, None) is None:
                 return self._missing("file", id)
-            return self._json(200, {"id": id, "object": "file", "deleted": True})
+            return self.json_reply(200, {"id": id, "object": "file", "deleted": True})
 
         self.serve(handler, "delete_file", id, work)
 
@@ -199,24 +194,24 @@ class FakeOpenAIServer(FakeServer):
             keys = [key for key, _ in items]
             if len(set(keys)) != len(keys):
                 self.book.fail(batch, "The input file contains a duplicate custom_id.")
-            return self._json(200, self._batch_json(batch))
+            return self.json_reply(200, self._batch_json(batch))
 
         self.serve(handler, "create", "", work)
 
     def _list_batches(self, handler: Any, raw: bytes) -> None:
-        self.serve(handler, "list_batches", "", lambda: self._json(200, {
+        self.serve(handler, "list_batches", "", lambda: self.json_reply(200, {
             "object": "list", "data": [self._batch_json(self.book.refresh(b))
                                        for b in reversed(list(self.book.batches.values()))],
             "has_more": False}))
 
     def _get_batch(self, handler: Any, raw: bytes, id: str) -> None:  # noqa: A002
         batch = self.book.batches.get(id)
-        self.serve(handler, "get", id, lambda: self._json(200, self._batch_json(self.book.refresh(batch)))
+        self.serve(handler, "get", id, lambda: self.json_reply(200, self._batch_json(self.book.refresh(batch)))
                    if batch else self._missing("batch", id))
 
     def _cancel_batch(self, handler: Any, raw: bytes, id: str) -> None:  # noqa: A002
         batch = self.book.batches.get(id)
-        self.serve(handler, "cancel", id, lambda: self._json(200, self._batch_json(self.book.cancel(batch)))
+        self.serve(handler, "cancel", id, lambda: self.json_reply(200, self._batch_json(self.book.cancel(batch)))
                    if batch else self._missing("batch", id))
 
     def _batch_json(self, batch: FakeBatch) -> dict[str, Any]:
