@@ -44,7 +44,12 @@ def build_gemma3_tokenizer():
 def build_tiny_gemma3(out_dir: str | Path, seed: int = 0) -> Path:
     """Write a tiny random Gemma 3 (model, tokenizer, processor, chat template) to ``out_dir``."""
     import torch
-    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessor,
+        Gemma3Processor,
+    )
 
     from mede2_plugin.llamafactory_ext.chat_template import chat_template
 

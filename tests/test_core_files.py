@@ -8,8 +8,15 @@ import stat
 
 import pytest
 
-from mede2_plugin.core.files import (JsonStyle, ReadOnlyFileError, atomic_write_text, atomic_writer, file_lock,
-                                     read_json, update_json)
+from mede2_plugin.core.files import (
+    JsonStyle,
+    ReadOnlyFileError,
+    atomic_write_text,
+    atomic_writer,
+    file_lock,
+    read_json,
+    update_json,
+)
 
 DATA = {"b": {"file_name": "b.jsonl", "columns": {"images": "images"}}, "a": {"file_name": "Größe ✓.json"},
         "n": [1, 2]}

@@ -14,17 +14,17 @@ import pytest
 
 from mede2_plugin.cli import main
 from mede2_plugin.core.questions import Question
+from mede2_plugin.core.review_decisions import flagged_pairs
+from mede2_plugin.core.review_log import ReviewLog, find_review_dir
 from mede2_plugin.curate.captions import run_strip
 from mede2_plugin.curate.config import load_curate_config
 from mede2_plugin.mmrp.criteria import CRITERIA
 from mede2_plugin.mmrp.pairs import write_preference_dataset
 from mede2_plugin.review.app import ReviewApp, ReviewSettings
 from mede2_plugin.review.audit import audit_sample
-from mede2_plugin.core.review_decisions import flagged_pairs
 from mede2_plugin.review.render import candidate_html, rewrite_panels, text_block
 from mede2_plugin.review.run import JudgeItem, RunFiles
 from mede2_plugin.review.server import OfflinePage
-from mede2_plugin.core.review_log import ReviewLog, find_review_dir
 from mede2_plugin.testing import FakeOpenAIServer, prompt_text
 
 PAYLOAD = '<script>alert(1)</script><img src=x onerror="alert(2)">'

@@ -104,7 +104,10 @@ def chromium() -> Iterator:
 
 
 def wait(driver, predicate, timeout: float = 30.0):
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
     from selenium.webdriver.support.ui import WebDriverWait
 
     # Gradio re-renders a component on update: an element found a moment ago may be gone

@@ -8,10 +8,26 @@ See :mod:`mede2_plugin.client.batch` for the output rows and
 :mod:`mede2_plugin.client.backends.base` for the backend interface.
 """
 
-from mede2_plugin.client.backends.base import Backend, BaseBackend, Completion, Sample, SharedBackend
-from mede2_plugin.client.batch import BatchSummary, arun_batch, parse_json_text, run_batch, usage_totals
+from mede2_plugin.client.backends.base import (
+    Backend,
+    BaseBackend,
+    Completion,
+    Sample,
+    SharedBackend,
+)
+from mede2_plugin.client.batch import (
+    BatchSummary,
+    arun_batch,
+    parse_json_text,
+    run_batch,
+    usage_totals,
+)
 from mede2_plugin.client.cache import ResponseCache, cache_key
-from mede2_plugin.client.cli import add_backend_arguments, backend_config_from_args, read_requests
+from mede2_plugin.client.cli import (
+    add_backend_arguments,
+    backend_config_from_args,
+    read_requests,
+)
 from mede2_plugin.client.config import BackendConfig, ChatRequest, load_backend_config
 
 __all__ = [

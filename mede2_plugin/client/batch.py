@@ -42,8 +42,8 @@ from mede2_plugin.client.claims import ClaimedWork
 from mede2_plugin.client.config import BackendConfig, ChatRequest
 from mede2_plugin.client.cost import Budget, call_cost, format_usd, price_for
 from mede2_plugin.client.limits import RateLimiter, estimate_tokens
-from mede2_plugin.core.redact import Redactor
 from mede2_plugin.core.jsonl import JsonlStore, latest_records
+from mede2_plugin.core.redact import Redactor
 from mede2_plugin.core.replies import parse_json as parse_json_text
 
 CACHE_DIR_NAME = ".mede2-cache"

@@ -27,8 +27,14 @@ from mede2_plugin.client.config import (
     RequestError,
     load_backend_config,
 )
-from mede2_plugin.core.media import MediaPolicy, MediaRefused, map_image_urls, refused_url
+from mede2_plugin.core.media import (
+    MediaPolicy,
+    MediaRefused,
+    map_image_urls,
+    refused_url,
+)
 from mede2_plugin.core.stage_cli import field_docs, first_sentence, strip_optional
+
 
 def _backend_flags() -> list[tuple[str, str, Any, str]]:
     """``(flag suffix, BackendConfig field, type, help)`` of every plain field, from the field's

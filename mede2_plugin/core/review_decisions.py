@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from mede2_plugin.core.questions import Question
-from mede2_plugin.core.review_log import LOGS, REVIEW_DIR, ReviewLog, content_sha, find_review_dir
+from mede2_plugin.core.review_log import (
+    LOGS,
+    REVIEW_DIR,
+    ReviewLog,
+    content_sha,
+    find_review_dir,
+)
 
 ACTIONS = ("accept", "edit", "reject")
 REJECTED = "rejected_by_reviewer"

@@ -32,6 +32,11 @@ from mede2_plugin.core.files import atomic_write_text
 from mede2_plugin.core.prompts import template_hash
 from mede2_plugin.core.questions import Question
 from mede2_plugin.core.replies import sample_json
+from mede2_plugin.core.review_decisions import (
+    apply_rewrite_decision,
+    review_counts,
+    rewrite_decisions,
+)
 from mede2_plugin.core.steps import (
     KEPT,
     StepReport,
@@ -41,11 +46,6 @@ from mede2_plugin.core.steps import (
 )
 from mede2_plugin.curate.asking import ask_image_questions, json_question_request
 from mede2_plugin.curate.config import CurateConfig, StripConfig
-from mede2_plugin.core.review_decisions import (
-    apply_rewrite_decision,
-    review_counts,
-    rewrite_decisions,
-)
 
 RESPONSE_SCHEMA = {
     "type": "object",

@@ -42,13 +42,13 @@ from mede2_plugin.core.chat_format import IMAGE_PLACEHOLDER
 from mede2_plugin.core.dataset_info import merge_dataset_info
 from mede2_plugin.core.files import atomic_write_json
 from mede2_plugin.core.jsonl import read_jsonl, write_jsonl
+from mede2_plugin.core.review_decisions import drop_flagged
 from mede2_plugin.mmrp.criteria import (
     CRITERIA,
     classify,
     failed_criteria,
     is_hard_negative,
 )
-from mede2_plugin.core.review_decisions import drop_flagged
 
 POSITIVE_USES = ("once", "all")
 IMAGE_MODES = ("absolute", "copy")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mede2_plugin.core.review_decisions import pair_sha
+from mede2_plugin.core.review_log import ReviewLog, check_reviewer, content_sha
 from mede2_plugin.mmrp.criteria import CRITERIA
 from mede2_plugin.review import render
 from mede2_plugin.review.audit import (
@@ -27,10 +29,8 @@ from mede2_plugin.review.audit import (
     score_rows,
     write_scores,
 )
-from mede2_plugin.core.review_decisions import pair_sha
 from mede2_plugin.review.funnel import funnel
 from mede2_plugin.review.run import JudgeItem, PairItem, RewriteItem, RunFiles
-from mede2_plugin.core.review_log import ReviewLog, check_reviewer, content_sha
 
 ALL = "(all)"
 

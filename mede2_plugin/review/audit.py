@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from mede2_plugin.core.files import atomic_write_text
+from mede2_plugin.core.review_log import ReviewLog, content_sha
 from mede2_plugin.mmrp.criteria import CRITERIA, YES
 from mede2_plugin.review.run import STRATA, JudgeItem
-from mede2_plugin.core.review_log import ReviewLog, content_sha
 
 SCORES_DIR = "judge_scores"
 AGREEMENT_DIR = "agreement"

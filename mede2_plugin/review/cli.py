@@ -44,9 +44,9 @@ def review_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namesp
                         help=f"scored items before the agreement report shows (default {d.agreement_min})")
 
     def handler(args: argparse.Namespace) -> int:
+        from mede2_plugin.core.review_log import check_reviewer
         from mede2_plugin.review.run import RunFiles
         from mede2_plugin.review.server import private_folder
-        from mede2_plugin.core.review_log import check_reviewer
 
         try:
             reviewer = check_reviewer(args.reviewer or _default_reviewer())

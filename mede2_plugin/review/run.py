@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from mede2_plugin.core.jsonl import read_jsonl
-from mede2_plugin.mmrp.criteria import ANSWER_CORRECTNESS, CRITERIA, NO, YES, classify
 from mede2_plugin.core.review_log import REVIEW_DIR, RUN_MANIFEST, run_root
+from mede2_plugin.mmrp.criteria import ANSWER_CORRECTNESS, CRITERIA, NO, YES, classify
 
 SKIP_DIRS = {"models", "cache", "logs", "state", "superseded", "simulated", "train", "eval", "images",
              REVIEW_DIR, "__pycache__", ".gradio", ".git"}

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from mede2_plugin.core.review_log import check_reviewer
 from mede2_plugin.mmrp.criteria import CRITERIA
 from mede2_plugin.review import render
 from mede2_plugin.review.app import ALL, ReviewApp
 from mede2_plugin.review.funnel import HEADERS
-from mede2_plugin.core.review_log import check_reviewer
 
 #: the judge's own questions (paper Appendix A), asked of the reviewer for each criterion
 CRITERION_QUESTIONS = {
