@@ -125,6 +125,17 @@ def test_prices_and_budget():
     assert not budget.may_start() and budget.exhausted
 
 
+def test_a_name_that_merely_starts_like_a_priced_model_is_not_priced_as_it():
+    # o3-mini is not a snapshot of o3 (it costs about half): before, the prefix lookup priced it as o3.
+    assert price_for("o3-mini") == {"input": 1.10, "output": 4.40}
+    assert price_for("gpt-4o-2024-08-06") == price_for("gpt-4o")  # dated snapshots share the price
+    assert price_for("gemini-2.5-pro-exp-03-25") == price_for("gemini-2.5-pro")
+    assert price_for("gemini-2.5-flash-lite-preview-06-17") == {"input": 0.10, "output": 0.40}
+    for other_model in ("gpt-4.1-nano", "gpt-4o-audio-preview", "o3-pro", "gemini-2.5-pro-vision"):
+        assert price_for(other_model) is None, other_model  # unknown, shown as such: not guessed
+    assert price_for("o3-pro", {"o3": {"input": 1, "output": 1}}, use_defaults=False) is None
+
+
 def test_rpm_limit_spaces_request_starts():
     async def run():
         limiter = RateLimiter(rpm=1200)  # one start every 50 ms

@@ -1,9 +1,11 @@
 """Prices, token costs and the optional budget cap.
 
 Prices are USD per million tokens, ``{"input": x, "output": y}``, looked up by model name:
-the exact name first, then the longest configured prefix (``gemini-2.5-pro-preview-06-05`` uses
-``gemini-2.5-pro``). A model with no price has cost ``None``, shown as "unknown"; nothing is
-guessed. The built-in table is a convenience with list prices as published in mid-2025 (standard
+the exact name first, then the longest configured name of which it is a dated or preview snapshot
+(``gemini-2.5-pro-preview-06-05`` and ``gpt-4o-2024-08-06`` use ``gemini-2.5-pro`` and ``gpt-4o``).
+Another model whose name merely starts the same (``o3-mini``, ``gpt-4.1-mini``,
+``gemini-2.5-flash-lite``) is not a snapshot: without its own entry it has cost ``None``, shown as
+"unknown"; nothing is guessed. The built-in table is a convenience with list prices as published in mid-2025 (standard
 tier, short prompts); set ``prices`` in the backend config to override or extend it.
 
 Batch prices: an entry may hold ``"batch": {"input": x, "output": y}``, the price of the same
@@ -14,6 +16,7 @@ batch cost. A configured entry replaces the built-in one whole, its batch price 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +29,10 @@ DEFAULT_PRICES: dict[str, dict[str, Any]] = {
     "o3": {"input": 2.0, "output": 8.0, "batch": {"input": 1.0, "output": 4.0}},
     "o1": {"input": 15.0, "output": 60.0, "batch": {"input": 7.5, "output": 30.0}},  # a paper teacher
     "o1-mini": {"input": 1.10, "output": 4.40, "batch": {"input": 0.55, "output": 2.20}},
+    "o3-mini": {"input": 1.10, "output": 4.40, "batch": {"input": 0.55, "output": 2.20}},
+    "o4-mini": {"input": 1.10, "output": 4.40, "batch": {"input": 0.55, "output": 2.20}},
+    "gpt-4.1-mini": {"input": 0.40, "output": 1.60, "batch": {"input": 0.20, "output": 0.80}},
+    "gemini-2.5-flash-lite": {"input": 0.10, "output": 0.40, "batch": {"input": 0.05, "output": 0.20}},
     "deepseek-reasoner": {"input": 0.55, "output": 2.19},  # no batch API
 }
 PRICE_MODES = ("interactive", "batch")
@@ -55,8 +62,13 @@ def _table_key(model: str, table: dict[str, Any]) -> str | None:
     name = model.rsplit("/", 1)[-1]  # "models/gemini-2.5-pro", "org/model"
     if name in table:
         return name
-    matches = [key for key in table if name.startswith(key)]
+    matches = [key for key in table if name.startswith(key) and _SNAPSHOT_SUFFIX.match(name[len(key):])]
     return max(matches, key=len) if matches else None
+
+
+# What may follow a priced name in one of its snapshots: a date or version ("-2024-08-06",
+# "-0125", "@001") or a release tag ("-preview-06-05", "-latest", "-exp-03-25").
+_SNAPSHOT_SUFFIX = re.compile(r"(?:[-@](?:\d|preview|latest|exp)|$)")
 
 
 def _checked(model: str, entry: dict[str, Any]) -> dict[str, float]:
