@@ -196,8 +196,9 @@ def test_rpm_limit_paces_calls(tmp_path):
     starts = sorted(c.started for c in server.calls)
     assert summary.succeeded == 6
     # starts leave the client 0.1 s apart; the first call also opens the connection, so its
-    # arrival may lag: check the later gaps and the whole span
-    assert all(b - a >= 0.09 for a, b in zip(starts[1:], starts[2:])), starts
+    # arrival may lag: check the later gaps (with room for arrival jitter on a loaded machine;
+    # unpaced, all six arrive within milliseconds) and the whole span
+    assert all(b - a >= 0.05 for a, b in zip(starts[1:], starts[2:])), starts
     assert starts[-1] - starts[0] >= 0.35
 
 

@@ -114,6 +114,32 @@ def test_failed_training_names_its_log(tmp_path: Path) -> None:
     assert "/bin/false train" in (tmp_path / "logs" / "t.log").read_text()
 
 
+def test_run_names_every_missing_api_key_before_any_stage(tmp_path: Path) -> None:
+    """A real judge (Gemini) and a real teacher (OpenAI) without their keys: ``mede2 run`` stops in
+    one line naming both before anything runs (before, curation and distillation were paid for and
+    the judge stage then failed on the missing key)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "OPENAI_API_KEY")}
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "mede2_plugin.cli", "run", str(DEMO), "--out", str(out),
+               "--set", "roles.judge={backend: gemini, model: gemini-2.5-pro}",
+               "--set", "roles.teachers.r1-sim={backend: openai, model: o3}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "judge role judge (gemini-2.5-pro) needs GEMINI_API_KEY" in lines[0]
+    assert "distill role teacher[r1-sim] (o3) needs OPENAI_API_KEY" in lines[0]
+    assert not (out / "models").exists() and not (out / "curate").exists()  # no stage ran, M0 not built
+    assert not (out / "simulated" / "calls.jsonl").exists()  # no simulated role was called either
+    # only the selected stages' keys are needed: curation alone runs without them
+    result = subprocess.run(command + ["--until", "curate"], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    assert (out / "curate").is_dir() and not (out / "distill").exists()
+
+
 def test_last_checkpoint(tmp_path: Path) -> None:
     assert last_checkpoint(tmp_path / "none") is None
     for step in (5, 40, 12):

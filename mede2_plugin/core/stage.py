@@ -131,7 +131,8 @@ class Step:
         run: runs it (resumably) and reports; also gets a function printing one line for the user.
         inputs: what decides its outputs (its fingerprint).
         outputs: the files and folders it owns.
-        models: the roles it calls, for the manifest (``{"role", "backend", "model", "sampling"}``).
+        models: the roles it calls, for the manifest (``{"role", "backend", "model", "sampling"}``,
+            and ``api_key_env`` when the role cannot call without that variable).
         plan: the calls it would make, rendered from its inputs, none sent (``mede2 run --plan``);
             also gets the question files earlier steps will write (:data:`Projected`). None: no
             model calls.
@@ -154,6 +155,9 @@ def role_entry(role: str, backend: Any, **sampling: Any) -> dict[str, Any] | Non
              "simulated": (backend.base_url or "").startswith("http://127.0.0.1") and backend.model.startswith("simulated")}
     if backend.base_url and not entry["simulated"]:
         entry["base_url"] = backend.base_url
+    key_env = backend.required_api_key() if hasattr(backend, "required_api_key") else None
+    if key_env:
+        entry["api_key_env"] = key_env  # the variable's name, never its value
     entry["sampling"] = {k: v for k, v in sampling.items() if v is not None}
     return entry
 

@@ -150,6 +150,7 @@ class Runner:
                     raise RuntimeError(f"stage {stage.name} has not completed in {self.layout.out}; "
                                        f"run it first (--from {stage.name})")
             context = self._context()
+            self._check_api_keys(context, selected, forced)
             self.echo(f"MedE2 pipeline -> {self.layout.out}")
             self.echo("roles:")
             for line in describe_roles(self.config, self.server.base_url if self.server else None):
@@ -183,6 +184,22 @@ class Runner:
         if "local" in (self.config.roles.rollout.get("backend"), self.config.roles.eval.get("backend")):
             apply_cpu_threads(self.config.cpu_threads)
         return Context(self.config, self.layout, self.hasher, simulated_url, _quiet_llamafactory())
+
+    def _check_api_keys(self, context: Context, selected: Sequence[PipelineStep], forced: set[str]) -> None:
+        """Every API key that the selected, unfinished stages need is set, before any stage runs: a
+        missing judge key must not surface only after curation and distillation were paid for."""
+        missing = []
+        for stage in selected:
+            state = self.store.load(stage.name) or {}
+            if state.get("status") == COMPLETE and stage.name not in forced:
+                continue  # up to date or (inputs changed) checked again when it starts
+            for entry in _safe_models(stage, context):
+                variable = entry.get("api_key_env")
+                if variable and not os.environ.get(variable):
+                    missing.append(f"{stage.name} role {entry['role']} ({entry['model']}) needs {variable}")
+        if missing:
+            raise ValueError("API key(s) not set, nothing was run: " + "; ".join(missing)
+                             + " (set them in the environment; keys are never read from files)")
 
     def _start_simulated(self) -> str:
         from mede2_plugin.demo.simulated import start_server
