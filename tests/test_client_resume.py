@@ -188,8 +188,8 @@ def test_unknown_price_is_reported_as_unknown(tmp_path):
         assert summary.cost_usd is None and "unknown" in summary.line()
         assert all(row["cost_usd"] is None for row in raw_rows(tmp_path / "out.jsonl"))
         priced = run_batch(text_requests(2, prefix="p"), tmp_path / "out2.jsonl",
-                           openai_config(server, tmp_path, prices={"fake": {"input": 1.0, "output": 2.0}}))
-    # prefix match: "fake-model" uses the "fake" price; prompt 2 words, answer 1 word per call
+                           openai_config(server, tmp_path, prices={"fake-model": {"input": 1.0, "output": 2.0}}))
+    # the configured price of "fake-model"; prompt 2 words, answer 1 word per call
     assert priced.cost_usd == pytest.approx(2 * (2 * 1.0 + 1 * 2.0) / 1e6)
 
 
