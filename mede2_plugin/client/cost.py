@@ -5,8 +5,9 @@ the exact name first, then the longest configured name of which it is a dated or
 (``gemini-2.5-pro-preview-06-05`` and ``gpt-4o-2024-08-06`` use ``gemini-2.5-pro`` and ``gpt-4o``).
 Another model whose name merely starts the same (``o3-mini``, ``gpt-4.1-mini``,
 ``gemini-2.5-flash-lite``) is not a snapshot: without its own entry it has cost ``None``, shown as
-"unknown"; nothing is guessed. The built-in table is a convenience with list prices as published in mid-2025 (standard
-tier, short prompts); set ``prices`` in the backend config to override or extend it.
+"unknown"; nothing is guessed. The built-in table is a convenience with list prices as published
+in mid-2025 (standard tier, short prompts); set ``prices`` in the backend config to override or
+extend it.
 
 Batch prices: an entry may hold ``"batch": {"input": x, "output": y}``, the price of the same
 tokens sent through the provider's batch API (``mode: batch``; OpenAI's Batch API and Gemini's
