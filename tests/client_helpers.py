@@ -22,6 +22,13 @@ def text_requests(count: int, prefix: str = "q", **fields: Any) -> list[ChatRequ
             for i in range(count)]
 
 
+def write_requests(path: Path, count: int) -> Path:
+    """A ``mede2 batch`` input file of ``count`` text requests ``item-0`` ... (for the CLI tests)."""
+    path.write_text("".join(json.dumps({"id": f"item-{i}", "messages": [{"role": "user", "content": f"question {i}"}],
+                                        "max_tokens": 16}) + "\n" for i in range(count)), encoding="utf-8")
+    return path
+
+
 def echo_reply(body: dict[str, Any]) -> str:
     """Answers with the last user text, so each row can be checked against its request."""
     content = body["messages"][-1]["content"]

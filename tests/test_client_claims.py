@@ -12,20 +12,18 @@ import time
 from pathlib import Path
 
 import pytest
-from client_helpers import echo_reply, final_rows, openai_config, text_requests
+from client_helpers import (
+    echo_reply,
+    final_rows,
+    openai_config,
+    text_requests,
+    write_requests,
+)
 
 from mede2_plugin.client import ResponseCache, run_batch
 from mede2_plugin.client.backends.base import Completion, Sample
 from mede2_plugin.client.cache import BUSY, CLAIMED, HIT
 from mede2_plugin.testing import FakeOpenAIServer, Fault
-
-
-def write_requests(path: Path, count: int) -> Path:
-    with path.open("w") as handle:
-        for i in range(count):
-            handle.write(json.dumps({"id": f"item-{i}", "messages": [{"role": "user", "content": f"question {i}"}],
-                                     "max_tokens": 16}) + "\n")
-    return path
 
 
 def batch_process(requests: Path, output: Path, server: FakeOpenAIServer, cache: Path, lease: float = 60.0,

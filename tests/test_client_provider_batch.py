@@ -12,7 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from client_helpers import echo_reply, final_rows, raw_rows, text_requests
+from client_helpers import (
+    echo_reply,
+    final_rows,
+    raw_rows,
+    text_requests,
+    write_requests,
+)
 
 from mede2_plugin.client import BackendConfig, ChatRequest, run_batch
 from mede2_plugin.client.cost import call_cost, price_for
@@ -201,12 +207,6 @@ def test_fake_gemini_batch_endpoints_through_the_sdk():
 
 
 # -- restarts: kill -9 at each step, then a rerun ---------------------------------------------
-def write_requests(path: Path, count: int) -> Path:
-    path.write_text("".join(json.dumps({"id": f"item-{i}", "messages": [{"role": "user", "content": f"question {i}"}],
-                                        "max_tokens": 16}) + "\n" for i in range(count)))
-    return path
-
-
 def cli(tmp_path: Path, server, provider: str) -> list[str]:
     config = tmp_path / "backend.json"  # YAML is a superset of JSON
     config.write_text(json.dumps({"backend": provider, "model": MODELS[provider], "base_url": server.base_url,

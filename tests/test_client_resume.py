@@ -18,6 +18,7 @@ from client_helpers import (
     openai_config,
     raw_rows,
     text_requests,
+    write_requests,
 )
 
 from mede2_plugin.cli import main as mede2_main
@@ -32,14 +33,6 @@ from mede2_plugin.client.cli import read_requests
 from mede2_plugin.testing import FakeOpenAIServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_requests(path: Path, count: int) -> Path:
-    with path.open("w") as handle:
-        for i in range(count):
-            handle.write(json.dumps({"id": f"item-{i}", "messages": [{"role": "user", "content": f"question {i}"}],
-                                     "max_tokens": 16}) + "\n")
-    return path
 
 
 def batch_argv(requests: Path, output: Path, server: FakeOpenAIServer, concurrency: int = 4) -> list[str]:

@@ -186,12 +186,10 @@ class BackendConfig:
         return dataclasses.replace(self, **changes)
 
     def required_api_key(self) -> str | None:
-        """The environment variable this role cannot call without (the openai or gemini backend on
-        the provider's own endpoint: ``base_url`` unset), else None; the backends refuse to start
-        without it, and ``mede2 run`` checks it for every stage before the first one runs."""
-        if self.backend in DEFAULT_API_KEY_ENV and self.base_url is None and self.api_key_env:
-            return self.api_key_env
-        return None
+        """The environment variable this role cannot call without (an API backend on the provider's
+        own endpoint: ``base_url`` unset), else None. The backends refuse to start without it, and
+        ``mede2 run`` checks it for every stage before the first one runs."""
+        return self.api_key_env if self.base_url is None and self.api_key_env else None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able copy (holds no secret: only the variable's name)."""
