@@ -214,13 +214,6 @@ def image_part(image: str, embed: bool = True) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def message_text(content: Any) -> str:
-    """The text of a message's content (string or parts), images left out."""
-    if isinstance(content, str):
-        return content
-    return "".join(p.get("text", "") for p in content or [] if p.get("type") == "text")
-
-
 def split_messages(messages: list[dict[str, Any]],
                    placeholder: str = IMAGE_PLACEHOLDER) -> tuple[list[dict[str, str]], list[str]]:
     """Messages with string content (``placeholder`` where each image was) and the image URLs."""
